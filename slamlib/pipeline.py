@@ -84,7 +84,8 @@ def run_notebook(name: str, run_dir: str | os.PathLike, parameters: dict | None 
 
 def run_tutorial(profile: str, run_dir: str | os.PathLike, notebooks: Sequence[str] = NOTEBOOKS,
                  parameters: dict | None = None) -> dict:
-    """Run notebooks in order; print one line per notebook; return seconds per notebook."""
+    """Run notebooks in order, one line per notebook, then write RUN_DIR/metrics.json and
+    results.md (when the evaluation notebook ran). Returns the run's metrics."""
     run = RunDir(run_dir)
     seconds = {}
     for i, name in enumerate(notebooks, 1):
@@ -93,6 +94,65 @@ def run_tutorial(profile: str, run_dir: str | os.PathLike, notebooks: Sequence[s
         run_notebook(name, run.root, {"PROFILE": profile, **(parameters or {})})
         seconds[name] = round(time.perf_counter() - start, 1)
         print(f"[{i}/{len(notebooks)}] {name} done in {seconds[name]} s", flush=True)
-    summary = {"profile": profile, "run_dir": str(run.root), "seconds": seconds}
-    (run.root / "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    metrics = run_metrics(run, profile, seconds)
+    (run.root / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if "results_md" in metrics:
+        (run.root / "results.md").write_text(metrics.pop("results_md"))
+        (run.root / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def run_metrics(run: RunDir, profile: str, seconds: dict) -> dict:
+    """The run's headline numbers, gathered from the notebooks' metrics files."""
+    metrics: dict = {"profile": profile, "run_dir": str(run.root), "seconds": seconds,
+                     "total_seconds": round(sum(seconds.values()), 1)}
+    evaluation = run.root / "metrics" / "06_evaluation.json"
+    if not evaluation.exists():
+        return metrics
+    evaluated = json.loads(evaluation.read_text())
+    results = evaluated["results"]
+    dpo, pretrained = results["DPO"], results["pretrained"]
+
+    def accuracies(result):
+        return {name: round(r["accuracy"], 2) for name, r in result["benchmarks"].items()}
+
+    metrics.update(
+        benchmarks=accuracies(dpo), benchmarks_before_dpo=accuracies(pretrained),
+        intervals95={name: round(r["interval95"], 2) for name, r in dpo["benchmarks"].items()},
+        pairs={name: r["pairs"] for name, r in dpo["benchmarks"].items()},
+        models={"pretrained": evaluated["models"]["pretrained"], "dpo": evaluated["models"]["DPO"]},
+    )
+    if "preference_heldout" in dpo:
+        metrics["preference_heldout"] = {"before_dpo": round(pretrained["preference_heldout"]["accuracy"], 2),
+                                         "after_dpo": round(dpo["preference_heldout"]["accuracy"], 2),
+                                         "pairs": dpo["preference_heldout"]["pairs"]}
+    for step in ("02_model_initialization", "04_packed_pretraining", "05_dpo"):
+        path = run.root / "metrics" / f"{step}.json"
+        if path.exists():
+            metrics.setdefault("steps", {})[step] = {k: v for k, v in json.loads(path.read_text()).items()
+                                                     if isinstance(v, (int, float, str))}
+    metrics["results_md"] = results_markdown(metrics, results)
+    return metrics
+
+
+def results_markdown(metrics: dict, results: dict) -> str:
+    """results.md: this run's models beside the paper's rows, with intervals and timings."""
+    from slamlib.report import results_table, to_markdown
+
+    minutes = metrics["total_seconds"] / 60
+    table = results_table({"pretrained (this run)": results["pretrained"], "DPO (this run)": results["DPO"]},
+                          hardware=f"{metrics['profile']} profile, {minutes:.1f} min")
+    lines = [f"# Results: {metrics['profile']} profile", "", to_markdown(table),
+             "Accuracies in percent; this run's rows use the profile's own held-out sets "
+             f"({', '.join(f'{k}: {v} pairs' for k, v in metrics['pairs'].items())}), "
+             "so they are not the paper's benchmarks.", "",
+             "| benchmark | before DPO | after DPO | 95% interval |", "|---|---|---|---|"]
+    for name, after in metrics["benchmarks"].items():
+        lines.append(f"| {name} | {metrics['benchmarks_before_dpo'][name]} | {after} | ±{metrics['intervals95'][name]} |")
+    if "preference_heldout" in metrics:
+        p = metrics["preference_heldout"]
+        lines.append(f"| held-out preference pairs | {p['before_dpo']} | {p['after_dpo']} | ({p['pairs']} pairs) |")
+    lines += ["", "| notebook | seconds |", "|---|---|"]
+    lines += [f"| {name} | {sec} |" for name, sec in metrics["seconds"].items()]
+    lines.append(f"| total | {metrics['total_seconds']} |")
+    return "\n".join(lines) + "\n"
