@@ -4,9 +4,11 @@ An extractor turns a batch of 16 kHz waveforms into one `(frames, dim)` float32 
 waveform, at `frame_rate` frames per second. The result for a waveform never depends on what it
 was batched with: padding is masked wherever it could leak (HuBERT's GroupNorm and attention).
 
-- `LogMelExtractor`: log-mel filterbanks from `torch.stft`, consecutive frames stacked to lower
-  the frame rate (80 bins at 100 Hz, pairs stacked: 160-dim features at 50 Hz). The `tiny`
-  profile's default: no download, fast on CPU.
+- `LogMelExtractor`: log-mel filterbanks from `torch.stft`; consecutive frames can be stacked to
+  lower the frame rate (80 bins at 100 Hz, pairs stacked: 160-dim features at 50 Hz), and each
+  frame can carry its neighbours (`context`) without lowering it. The `tiny` profile's default
+  (40 bins at 100 Hz, each frame with two neighbours on each side: 200-dim features at 100 Hz):
+  no download, fast on CPU.
 - `HubertExtractor`: a transformers `HubertModel` (the paper's `slprl/mhubert-base-25hz`, or any
   local HubertModel directory), hidden states of one layer (`hidden_states[11]` in the paper).
 
@@ -57,6 +59,7 @@ class LogMelConfig:
     f_max: float = 7600.0
     floor: float = 1e-6  # added to mel power before the log; keeps digital silence finite
     cmn: bool = True  # subtract each utterance's mean per mel bin: less voice, more phone
+    context: int = 1  # frames (after stacking) seen by each frame, centred; the rate stays the same
 
     kind = "logmel"
 
@@ -80,7 +83,7 @@ class LogMelConfig:
 
     @property
     def dim(self) -> int:
-        return self.n_mels * self.stack
+        return self.n_mels * self.stack * self.context
 
 
 def hz_to_mel(hz):
@@ -141,11 +144,16 @@ class LogMelExtractor:
         return out
 
     def __call__(self, wavs: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        stack = self.config.stack
+        stack, context = self.config.stack, self.config.context
         out = []
         for frames in self.log_mel(wavs):
             n = frames.shape[0] // stack
-            out.append(frames[: n * stack].reshape(n, stack * frames.shape[1]).contiguous())
+            stacked = frames[: n * stack].reshape(n, stack * frames.shape[1])
+            if context > 1:  # each frame with its neighbours, the edge frames repeated
+                offsets = torch.arange(context, device=stacked.device) - context // 2
+                index = (torch.arange(n, device=stacked.device)[:, None] + offsets).clamp(0, max(n - 1, 0))
+                stacked = stacked[index].reshape(n, context * stacked.shape[1])
+            out.append(stacked.contiguous())
         return out
 
     def to_config(self) -> dict:

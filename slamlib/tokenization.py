@@ -79,12 +79,14 @@ def length_batches(lengths: Sequence[int], max_padded: int) -> list[list[int]]:
 class SpeechTokenizer:
     """Waveforms -> units (extractor + k-means + dedup) and ids (unit tokenizer)."""
 
-    def __init__(self, extractor, kmeans: KMeans, dedup: bool = True, batch_seconds: float = 160.0):
+    def __init__(self, extractor, kmeans: KMeans, dedup: bool = True, batch_seconds: float = 160.0,
+                 min_run: int = 1):
         if kmeans.dim != extractor.dim:
             raise ValueError(f"k-means has {kmeans.dim}-dim centroids but the features are {extractor.dim}-dim")
         self.extractor = extractor
         self.kmeans = kmeans
         self.dedup = dedup
+        self.min_run = min_run  # runs shorter than this many frames are dropped before dedup
         self.batch_seconds = batch_seconds
 
     @property
@@ -116,7 +118,7 @@ class SpeechTokenizer:
         for wav, feats in zip(batch, self.features(batch)):
             frames = self.kmeans.assign(feats).cpu().numpy()
             if self.dedup:
-                units, durations = dedup(frames)
+                units, durations = dedup(frames, self.min_run)
             else:
                 units, durations = frames, np.ones_like(frames)
             results.append(Tokenized(units, durations, len(wav) / SAMPLE_RATE, self.frame_rate))
@@ -134,6 +136,7 @@ class SpeechTokenizer:
             "features": self.extractor.to_config(),
             "n_units": self.n_units,
             "dedup": self.dedup,
+            "min_run": self.min_run,
             "frame_rate": self.frame_rate,
             "kmeans": KMEANS_NAME,
             "kmeans_sha256": self.kmeans.fingerprint(),
@@ -183,7 +186,8 @@ class SpeechTokenizer:
         if kmeans.fingerprint() != config["kmeans_sha256"]:
             raise ValueError(f"{directory / config['kmeans']}: centroids differ from those {path} was saved with")
         extractor = make_extractor(features_config_from_dict(features), device=device)
-        return cls(extractor, kmeans, dedup=config["dedup"], batch_seconds=batch_seconds)
+        return cls(extractor, kmeans, dedup=config["dedup"], batch_seconds=batch_seconds,
+                   min_run=config.get("min_run", 1))
 
 
 def fit_speech_tokenizer(config, wavs: Iterable[np.ndarray], *, device="auto", seed: int = 0) -> SpeechTokenizer:
@@ -201,7 +205,8 @@ def fit_speech_tokenizer(config, wavs: Iterable[np.ndarray], *, device="auto", s
     probe = SpeechTokenizer(extractor, KMeans(torch.zeros(1, extractor.dim)), batch_seconds=config.batch_seconds)
     feats = torch.cat(probe.features(chosen))
     kmeans = fit_kmeans(feats, config.n_units, seed=seed, device=extractor.device)
-    return SpeechTokenizer(extractor, kmeans, dedup=config.dedup, batch_seconds=config.batch_seconds)
+    return SpeechTokenizer(extractor, kmeans, dedup=config.dedup, batch_seconds=config.batch_seconds,
+                           min_run=config.min_run)
 
 
 def build_speech_tokenizer(config, *, fit_audio: Iterable[np.ndarray] | None = None, device="auto",
@@ -213,7 +218,8 @@ def build_speech_tokenizer(config, *, fit_audio: Iterable[np.ndarray] | None = N
         kmeans = load_kmeans(config.kmeans)
         if kmeans.n_units != config.n_units:
             raise ValueError(f"{config.kmeans} has {kmeans.n_units} centroids; the profile expects {config.n_units}")
-        return SpeechTokenizer(extractor, kmeans, dedup=config.dedup, batch_seconds=config.batch_seconds)
+        return SpeechTokenizer(extractor, kmeans, dedup=config.dedup, batch_seconds=config.batch_seconds,
+                           min_run=config.min_run)
     if fit_audio is None:
         raise ValueError("this profile fits its k-means: pass fit_audio (waveforms to fit on)")
     return fit_speech_tokenizer(config, fit_audio, device=device, seed=seed)
@@ -223,7 +229,8 @@ def _same_settings(saved: dict, config) -> bool:
     ignore = ("precision", "model")  # how it runs and where the encoder is stored, not what it computes
     wanted = {k: v for k, v in features_config_to_dict(config.features).items() if k not in ignore}
     have = {k: v for k, v in saved["features"].items() if k not in ignore}
-    return have == wanted and saved["n_units"] == config.n_units and saved["dedup"] == config.dedup
+    return (have == wanted and saved["n_units"] == config.n_units and saved["dedup"] == config.dedup
+            and saved.get("min_run", 1) == config.min_run)
 
 
 def load_or_build_speech_tokenizer(config, directory: str | os.PathLike, *,

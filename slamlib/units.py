@@ -26,18 +26,32 @@ PAD_TOKEN = "<PAD>"
 SEP_TOKEN = "<S>"
 
 
-def dedup(units: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def dedup(units: Sequence[int], min_run: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Collapse consecutive repeats, keeping each run's length.
+
+    With `min_run` > 1, runs shorter than that many frames are dropped first and their frames
+    given to the run before them (the first kept run, at the start): a unit that flickers for
+    one frame at a boundary between two sounds says more about where the frame grid fell than
+    about the speech. Durations still add up to the number of frames. An utterance with no run
+    that long keeps its plain deduplication.
 
     >>> dedup([5, 5, 3, 3, 3, 5])
     (array([5, 3, 5]), array([2, 3, 1]))
+    >>> dedup([5, 5, 7, 5, 3, 3, 3, 9], min_run=2)
+    (array([5, 3]), array([4, 4]))
     """
     units = np.asarray(units, dtype=np.int64)
     if units.size == 0:
         return units, np.zeros(0, dtype=np.int64)
     starts = np.flatnonzero(np.concatenate(([True], units[1:] != units[:-1])))
-    durations = np.diff(np.append(starts, units.size))
-    return units[starts], durations
+    values, durations = units[starts], np.diff(np.append(starts, units.size))
+    keep = durations >= min_run
+    if min_run <= 1 or not keep.any():
+        return values, durations
+    owner = np.maximum.accumulate(np.where(keep, np.arange(len(values)), -1))  # last kept run so far
+    owner[owner < 0] = np.flatnonzero(keep)[0]
+    frames = np.bincount(owner, weights=durations, minlength=len(values))[keep].astype(np.int64)
+    return dedup(undedup(values[keep], frames))
 
 
 def undedup(units: Sequence[int], durations: Sequence[int]) -> np.ndarray:

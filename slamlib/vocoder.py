@@ -189,7 +189,8 @@ class GriffinLimVocoder:
 
         Done once per unit, not per call: a call only looks them up and runs Griffin-Lim."""
         cfg = self.config
-        log_mel = centroids.double().reshape(-1, cfg.stack, cfg.n_mels)  # frame t of a stack first
+        # a centroid is `context` stacks of `stack` frames (frame t of a stack first): keep the centre
+        log_mel = centroids.double().reshape(-1, cfg.context, cfg.stack, cfg.n_mels)[:, cfg.context // 2]
         if cfg.cmn:
             if mean_log_mel is not None:
                 log_mel = log_mel + torch.as_tensor(np.asarray(mean_log_mel), dtype=torch.float64)

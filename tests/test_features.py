@@ -23,6 +23,17 @@ def test_logmel_shape_and_frame_rate():
     assert ex100.n_frames(16_000) == 101 and ex100.dim == 80
 
 
+def test_logmel_context_frames_carry_their_neighbours():
+    wav = np.random.default_rng(1).normal(0, 0.1, 16_000).astype(np.float32)
+    plain = LogMelExtractor(LogMelConfig(n_mels=40, frame_rate=100, stack=1), device="cpu")([wav])[0]
+    ex = LogMelExtractor(LogMelConfig(n_mels=40, frame_rate=100, stack=1, context=5), device="cpu")
+    feats = ex([wav])[0]
+    assert feats.shape == (plain.shape[0], 200) and ex.dim == 200 and ex.frame_rate == 100
+    windows = feats.reshape(-1, 5, 40)
+    assert torch.equal(windows[10], plain[8:13])  # centred on its own frame
+    assert torch.equal(windows[0, :3], plain[0].expand(3, 40))  # the edge frame repeated
+
+
 def test_logmel_rejects_fractional_hop():
     with pytest.raises(ValueError, match="whole number of samples"):
         LogMelConfig(frame_rate=30, stack=2).hop

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -96,6 +97,10 @@ def test_load_or_build_reuses_a_matching_tokenizer(speech, tmp_path):
     assert second.fingerprint() == first.fingerprint()  # loaded, not refitted (no audio was given)
     other = TokenizerConfig(features=LogMelConfig(), n_units=12, fit_seconds=60)
     assert load_or_build_speech_tokenizer(other, tmp_path / "tok", fit_audio=wavs, device="cpu").n_units == 12
+    smoothed = dataclasses.replace(other, min_run=2)  # another dedup: built anew, and it survives a reload
+    built = load_or_build_speech_tokenizer(smoothed, tmp_path / "tok", fit_audio=wavs, device="cpu")
+    assert built.min_run == 2 and SpeechTokenizer.load(tmp_path / "tok", device="cpu").min_run == 2
+    assert (built.tokenize(wavs[0]).durations >= 2).all()
 
 
 def test_corpus_skips_and_lists_bad_files_and_keeps_the_rest(logmel_tokenizer, audio_folder, tmp_path):

@@ -41,6 +41,23 @@ def test_dedup_edge_cases(rng):
     assert np.array_equal(undedup(units, durations), frames)
 
 
+def test_dedup_drops_short_runs_and_keeps_every_frame(rng):
+    # runs: 5x2, 7x1, 5x1, 3x3, 9x1 -> the one-frame runs go to the run before them, then merge
+    units, durations = dedup([5, 5, 7, 5, 3, 3, 3, 9], min_run=2)
+    assert units.tolist() == [5, 3] and durations.tolist() == [4, 4]
+    # a short run at the very start joins the first long run
+    assert [a.tolist() for a in dedup([1, 2, 2, 2], min_run=2)] == [[2], [4]]
+    # nothing long enough: plain dedup
+    assert [a.tolist() for a in dedup([1, 2, 3], min_run=2)] == [[1, 2, 3], [1, 1, 1]]
+    frames = rng.integers(0, 4, size=2000)
+    frames = np.repeat(frames, rng.integers(1, 5, size=2000))
+    units, durations = dedup(frames, min_run=3)
+    assert durations.sum() == frames.size and (units[1:] != units[:-1]).all()
+    assert (durations >= 3).all()
+    plain, _ = dedup(frames)
+    assert len(units) < len(plain)
+
+
 def test_hf_tokenizer_matches_unit_ids(rng):
     tok = UnitTokenizer(500)
     hf = tok.to_hf()

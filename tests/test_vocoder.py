@@ -142,6 +142,23 @@ def test_griffin_lim_with_mean_normalised_features(speech, logmel_tokenizer):
         GriffinLimVocoder.from_tokenizer(logmel_tokenizer, mean_log_mel=average)
 
 
+def test_griffin_lim_inverts_the_tiny_profiles_context_units(speech):
+    """The tiny profile's frames carry their neighbours and short runs are dropped: the vocoder
+    uses each centroid's centre frame, and the durations still cover every frame."""
+    wavs = [w for _, _, w in speech]
+    config = get_profile("tiny", {"tokenizer.n_units": 32}).tokenizer
+    assert config.features.context > 1 and config.min_run > 1
+    tokenizer = build_speech_tokenizer(config, fit_audio=wavs, device="cpu")
+    voc = GriffinLimVocoder.from_tokenizer(tokenizer)
+    for wav in wavs:
+        tok = tokenizer.tokenize(wav)
+        frames = int(tok.durations.sum())
+        out = voc(tok.units, tok.durations)
+        assert frames == tokenizer.extractor.n_frames(len(wav)) and len(out) == frames * config.features.hop
+        image, envelope = log_mel_pearson(tokenizer.extractor, wav, out, frames)
+        assert image > 0.7 and envelope > 0.7
+
+
 def test_spread_durations_keeps_the_total():
     out = spread_durations([1.4] * 10)
     assert out.sum() == 14 and set(out.tolist()) == {1, 2}
