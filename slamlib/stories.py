@@ -1,19 +1,21 @@
 """A procedural world of simple English mini-stories: the text behind the `tiny` profile's speech.
 
-Every story follows one arc, told with many templates and a vocabulary of several hundred words:
+Every story happens in one of eight settings (the sea, a farm, a forest, a kitchen, a school, a
+city, winter, a garden) and follows one arc, told with many templates and a vocabulary of several
+hundred words:
 
-    Tom was a little boy who lived near the lake.            (a character, sometimes a home)
-    One morning, Tom found a red kite under a tree.          (an object, with a colour)
-    He carried the red kite to the park.                     (something done with it)
-    Then his friend Mia broke the kite.                      (an event, good or bad)
-    In the end, Tom was sad about the red kite.              (the ending)
+    Tom was a little boy who lived by the sea.               (a character, sometimes a home)
+    One morning, Tom found a red shell in the sand.          (an object of the setting, with a colour)
+    He carried the red shell to the harbour.                 (something done with it, somewhere)
+    Then his friend Mia broke the shell.                     (an event, good or bad)
+    In the end, Tom was sad about the shell at the beach.    (the ending)
 
-The ending must agree with what came before: it names the same character, colour and object, and
-its feeling follows from the event (bad events make sad endings). That is what the held-out tests
-probe, as their real counterparts do:
+The ending must agree with what came before: it names the same character (or pronoun), the same
+object and a place of the same setting, and its feeling follows from the event (bad events make
+sad endings). That is what the held-out tests probe, as their real counterparts do:
 
-- tStoryCloze-style: the true ending against the ending of another story (a different character,
-  colour and object);
+- tStoryCloze-style: the true ending against the ending of another story about another setting
+  (so another topic: the "t" of tStoryCloze, whose negatives are random other stories' endings);
 - sStoryCloze-style: the true ending against the same ending with the feeling flipped, which
   contradicts the event;
 - sBLIMP-style: a grammatical sentence against a minimally different ungrammatical one (word order,
@@ -40,21 +42,53 @@ BOYS_GIRLS_LOWER = [n.lower() for n in BOYS + GIRLS]
 KINDS = {"he": ["boy", "dog", "bear", "fox", "rabbit", "cat", "mouse", "duck"],
          "she": ["girl", "dog", "bear", "fox", "rabbit", "cat", "mouse", "duck"]}
 TRAITS = ["little", "kind", "happy", "small", "brave", "quiet", "clever", "funny", "shy", "busy"]
-HOMES = ["near the lake", "by the sea", "in a small town", "on a big farm", "in the forest",
-         "next to the park", "in a blue house", "under a tall tree", "near the old bridge",
-         "at the top of the hill", "in a busy city", "close to the river", "in a tiny village"]
-OBJECTS = ["ball", "kite", "hat", "boat", "drum", "book", "cake", "doll", "box", "cup", "bike", "shell",
-           "lamp", "bell", "coat", "sock", "key", "map", "flower", "robot", "train", "puzzle", "pencil",
-           "blanket", "basket", "ring", "rock", "feather", "balloon", "shoe", "spoon", "whistle", "jar",
-           "scarf", "kettle", "wagon", "glove", "brush", "tent", "mirror"]
+# Every story happens in one setting, and the setting decides where the character lives, what is
+# found, where it is found and where things happen: the story's topic. An ending that belongs to
+# another story is, almost always, about another topic, as in the real tStoryCloze.
+TOPICS = {
+    "sea": dict(
+        homes=["by the sea", "near the beach", "in a house by the harbour", "on a small island"],
+        objects=["shell", "boat", "bucket", "net", "starfish", "anchor", "lighthouse", "surfboard"],
+        found=["on the beach", "in the sand", "by the rocks", "in a rock pool", "near the waves"],
+        places=["the beach", "the harbour", "the sea", "the sandy shore", "the pier"]),
+    "farm": dict(
+        homes=["on a big farm", "in a little farmhouse", "next to a cornfield", "by the old mill"],
+        objects=["wagon", "basket", "egg", "pitchfork", "tractor", "bell", "rope", "milk can"],
+        found=["in the barn", "in the hay", "by the fence", "behind the chicken coop", "in the field"],
+        places=["the farm", "the barn", "the cornfield", "the cow shed", "the meadow"]),
+    "forest": dict(
+        homes=["in the forest", "in a cabin in the woods", "under a tall pine tree", "near a mossy log"],
+        objects=["feather", "pinecone", "acorn", "tent", "lantern", "compass", "mushroom", "nest"],
+        found=["under a tree", "in the leaves", "by the stream", "near a mossy rock", "in a hollow log"],
+        places=["the forest", "the woods", "the stream", "the campfire", "the waterfall"]),
+    "kitchen": dict(
+        homes=["in a blue house", "in a cosy cottage", "above a bakery", "in a house with a red door"],
+        objects=["cup", "spoon", "kettle", "jar", "cake", "teapot", "cookie", "frying pan"],
+        found=["in the kitchen", "in the cupboard", "on the table", "next to the oven", "in the pantry"],
+        places=["the kitchen", "the dinner table", "the bakery", "the picnic", "the tea party"]),
+    "school": dict(
+        homes=["near the school", "across from the library", "next to the playground", "on a quiet street"],
+        objects=["pencil", "book", "map", "puzzle", "crayon", "ruler", "backpack", "globe"],
+        found=["in the classroom", "in a desk", "in the library", "on the school bus", "by the blackboard"],
+        places=["the school", "the library", "the classroom", "the art room", "the science fair"]),
+    "city": dict(
+        homes=["in a busy city", "in a tall building", "above a toy shop", "near the train station"],
+        objects=["bike", "train", "key", "umbrella", "ticket", "wallet", "scooter", "watch"],
+        found=["at the market", "at the shop", "on the street", "at the bus stop", "in the subway"],
+        places=["the market", "the station", "the museum", "the city square", "the toy shop"]),
+    "winter": dict(
+        homes=["in a snowy village", "at the top of the hill", "near the frozen lake", "in a warm log house"],
+        objects=["scarf", "glove", "sled", "snow globe", "mitten", "ice skate", "snowball", "woolly hat"],
+        found=["in the snow", "on the ice", "by the frozen pond", "under a snowy bush", "near the igloo"],
+        places=["the ice rink", "the snowy hill", "the frozen lake", "the ski slope", "the snow fort"]),
+    "garden": dict(
+        homes=["next to the park", "in a house with a garden", "near the flower shop", "by the greenhouse"],
+        objects=["flower", "watering can", "ladybug", "seed", "butterfly", "rose", "shovel", "birdhouse"],
+        found=["in the garden", "on the grass", "by the pond", "under the roses", "in a flower pot"],
+        places=["the park", "the garden", "the greenhouse", "the pond", "the flower show"]),
+}
 COLORS = ["red", "blue", "green", "yellow", "pink", "purple", "white", "black", "brown", "gold",
           "silver", "gray", "orange"]
-FOUND_WHERE = ["in the garden", "under a tree", "on the beach", "in the kitchen", "behind the door",
-               "at the market", "in the attic", "by the pond", "near the school", "in an old box",
-               "on the grass", "in the sand", "under the bed", "at the shop", "in the barn"]
-PLACES = ["the park", "the beach", "the school", "the lake", "the farm", "the zoo", "the river",
-          "the hill", "the library", "the market", "the playground", "the forest", "the garden",
-          "the pond", "the field", "the town"]
 # Every template combines at least two large slots (names, objects, colours, places), so that
 # keeping held-out sentences out of training never empties a template for common fillers.
 FOUND = ["One morning, {n} found {a} {c} {o} {w}.", "One day, {n} saw {a} {c} {o} {w}.",
@@ -64,20 +98,21 @@ INTRO = ["{n} was a {t} {k}.", "There was a {t} {k} named {n}.", "Once upon a ti
 INTRO_HOME = ["{n} was a {t} {k} who lived {h}.", "There was a {t} {k} named {n} who lived {h}.",
               "Once upon a time, a {t} {k} called {n} lived {h}.", "{n} was a {t} {k}, and {p} lived {h}."]
 ACTION = ["{P} carried the {c} {o} to {l}.", "{P} took the {c} {o} to {l} every day.",
-          "{n} showed the {c} {o} to all {pp} friends.", "{P} played with the {c} {o} at {l}.",
-          "{n} kept the {c} {o} in a safe place.", "{n} put the {c} {o} next to {pp} bed.",
-          "{P} brought the {c} {o} to {l} with a friend."]
-GOOD = ["Then {pp} friend {f} helped {pr} clean the {o}.", "Then {f} said the {o} was very nice.",
-        "Later, {f} gave {pr} a gift for the {o}.", "Then {f} and {n} were playing with the {o} all day.",
+          "{n} showed the {c} {o} to all {pp} friends at {l}.", "{P} played with the {c} {o} at {l}.",
+          "{n} kept the {c} {o} in a safe place at {l}.", "{P} brought the {c} {o} to {l} with a friend."]
+GOOD = ["Then {pp} friend {f} helped {pr} clean the {o} at {l}.", "Then {f} said the {o} was very nice.",
+        "Later, {f} gave {pr} a gift for the {o} at {l}.", "Then {f} and {n} were playing with the {o} all day.",
         "Later, {f} helped {pr} fix the {o}.", "Then everyone at {l} liked {n}'s {o}."]
-BAD = ["Then {pp} friend {f} broke the {o}.", "Then {n}'s {c} {o} fell into the water.",
+BAD = ["Then {pp} friend {f} broke the {o}.", "Then {n}'s {c} {o} fell into the water at {l}.",
        "Later, a big dog ran away with {n}'s {o}.", "Then {f} took the {o} and did not give it back.",
        "Later, {n} lost the {o} at {l}.", "Then the rain ruined {n}'s {o} at {l}."]
 FEELINGS = {"good": ["happy", "glad", "proud", "excited", "cheerful"],
             "bad": ["sad", "upset", "angry", "lonely", "unhappy"]}
-ENDING = ["In the end, {n} was {e} about the {c} {o}.", "That night, {n} felt {e} about the {c} {o}.",
-          "So {n} was {e}, thinking of the {c} {o}.", "After that day, {n} felt {e} about the {c} {o}.",
-          "In the end, {n} and {f} were {e} about the {c} {o}."]
+# Endings name the story's object and a place of its setting again, with a feeling that follows
+# from the event; {e2} is the place of the ending, drawn from the same setting.
+ENDING = ["In the end, {n} was {e} about the {o} at {e2}.", "That night, {p} felt {e} about the {c} {o} from {e2}.",
+          "So {n} went home from {e2}, {e} about the {o}.", "After that day, {p} was {e} about the {o} at {e2}.",
+          "In the end, {n} and {f} were {e} about the {o} at {e2}."]
 
 
 def _pronouns(gender: str) -> dict:
@@ -105,6 +140,7 @@ class Story:
     feeling: str
     template: int  # which ending template
     flipped_ending: str  # the same ending with a feeling of the other kind
+    topic: str  # the setting (a key of TOPICS) that chose its home, object and places
 
     @property
     def sentences(self) -> tuple[str, ...]:
@@ -134,9 +170,12 @@ class StoryWorld:
         gender = rng.choice(["he", "she"])
         name = rng.choice(BOYS if gender == "he" else GIRLS)
         friend = rng.choice([x for x in BOYS + GIRLS if x != name])
+        topic = rng.choice(sorted(TOPICS))
+        setting = TOPICS[topic]
         slots = {"n": name, "f": friend, "k": rng.choice(KINDS[gender]), "t": rng.choice(TRAITS),
-                 "h": rng.choice(HOMES), "o": rng.choice(OBJECTS), "c": rng.choice(COLORS),
-                 "w": rng.choice(FOUND_WHERE), "l": rng.choice(PLACES), **_pronouns(gender)}
+                 "h": rng.choice(setting["homes"]), "o": rng.choice(setting["objects"]), "c": rng.choice(COLORS),
+                 "w": rng.choice(setting["found"]), "l": rng.choice(setting["places"]),
+                 "e2": rng.choice(setting["places"]), **_pronouns(gender)}
         slots["a"] = _a(slots["c"])
         intro = INTRO_HOME if rng.random() < self.home_prob else INTRO
         setup = [rng.choice(intro).format(**slots), rng.choice(FOUND).format(**slots)]
@@ -151,7 +190,7 @@ class StoryWorld:
         ending = ENDING[template].format(e=feeling, **slots)
         flipped_ending = ENDING[template].format(e=flipped, **slots)
         return Story(story_id, tuple(setup), ending, name, slots["c"], slots["o"], mood, feeling,
-                     template, flipped_ending)
+                     template, flipped_ending, topic)
 
     def minimal_pair(self, rng: random.Random) -> tuple[str, str, str]:
         """(grammatical, ungrammatical, phenomenon): a sentence of this world and a minimally
@@ -160,16 +199,18 @@ class StoryWorld:
         name = rng.choice(BOYS if gender == "he" else GIRLS)
         friend = rng.choice([x for x in BOYS + GIRLS if x != name])
         pr = _pronouns(gender)
-        obj, color, place = rng.choice(OBJECTS), rng.choice(COLORS), rng.choice(PLACES)
+        setting = TOPICS[rng.choice(sorted(TOPICS))]
+        obj, color = rng.choice(setting["objects"]), rng.choice(COLORS)
+        place, found = rng.choice(setting["places"]), rng.choice(setting["found"])
         feeling = rng.choice(FEELINGS["good"] + FEELINGS["bad"])
         phenomenon = rng.choice(["word_order", "article", "pronoun_case", "agreement"])
         if phenomenon == "word_order":  # the colour after its noun
-            good = f"One day, {name} saw {_a(color)} {color} {obj} {rng.choice(FOUND_WHERE)}."
+            good = f"One day, {name} saw {_a(color)} {color} {obj} {found}."
             bad = good.replace(f"{color} {obj}", f"{obj} {color}")
         elif phenomenon == "article":  # a before consonants, an before vowels
             if rng.random() < 0.5:
                 color = "orange"  # the one vowel-initial colour: half the pairs need "an"
-            good = f"One morning, {name} found {_a(color)} {color} {obj} {rng.choice(FOUND_WHERE)}."
+            good = f"One morning, {name} found {_a(color)} {color} {obj} {found}."
             bad = good.replace(f" {_a(color)} {color} ", f" {'a' if _a(color) == 'an' else 'an'} {color} ")
         elif phenomenon == "pronoun_case":  # an object pronoun as the subject
             verb = rng.choice(["carried", "brought"])
@@ -177,10 +218,10 @@ class StoryWorld:
             bad = f"{'Him' if gender == 'he' else 'Her'} {verb} the {color} {obj} to {place}."
         else:  # subject-verb agreement: a plural subject takes "were", a single one "was"
             if rng.random() < 0.5:
-                good = f"In the end, {name} and {friend} were {feeling} about the {color} {obj}."
+                good = f"In the end, {name} and {friend} were {feeling} about the {obj} at {place}."
                 bad = good.replace(" were ", " was ")
             else:
-                good = f"In the end, {name} was {feeling} about the {color} {obj}."
+                good = f"In the end, {name} was {feeling} about the {obj} at {place}."
                 bad = good.replace(" was ", " were ")
         return good, bad, phenomenon
 
@@ -234,13 +275,14 @@ def _preference_pair(story: Story, other: Story, rng: random.Random) -> dict:
 
 
 def _other(stories: list[Story], i: int, rng: random.Random) -> Story:
-    """Another story whose ending names none of story i's people, colour or object (in a
-    collection too small for that, any other story)."""
+    """Another story, about another topic, whose ending names none of story i's people, colour or
+    object (in a collection too small for that, any other story)."""
     story = stories[i]
-    own = set(normalize(story.text).split()) & set(BOYS_GIRLS_LOWER) | {story.color, story.obj}
+    own = set(normalize(story.text).split()) & set(BOYS_GIRLS_LOWER) | {story.color, *story.obj.split()}
     for _ in range(200):
         other = stories[rng.randrange(len(stories))]
-        if other is not story and not own & set(normalize(other.ending).split()):
+        if (other is not story and other.topic != story.topic
+                and not own & set(normalize(other.ending).split())):
             return other
     return stories[(i + 1) % len(stories)]
 

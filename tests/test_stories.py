@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 
 from slamlib.metrics import auto_bleu_gslm, auto_bleu_slamkit, word_tokens
-from slamlib.stories import BOYS, FEELINGS, GIRLS, StoryWorld, build_texts, normalize
+from slamlib.stories import BOYS, FEELINGS, GIRLS, TOPICS, StoryWorld, build_texts, normalize
 
 SIZES = dict(n_stories=300, n_read=200, n_preference=200, n_test_stories=200, n_sblimp=200,
              n_heldout_preference=200)
@@ -31,7 +31,8 @@ def test_no_heldout_sentence_in_training(texts):
 
 def test_endings_agree_with_the_story(texts):
     for story in texts.stories + texts.test_stories:
-        assert story.name in story.ending and f"{story.color} {story.obj}" in story.ending
+        assert story.obj in story.ending and (story.name in story.ending or {"he", "she"} & set(normalize(story.ending).split()))
+        assert sum(place[4:] in story.ending for place in TOPICS[story.topic]["places"]) >= 1  # a place of its setting
         assert story.feeling in FEELINGS[story.mood] and story.feeling in normalize(story.ending).split()
         assert f"{story.color} {story.obj}" in " ".join(story.setup)  # set up before it is named
         flipped = set(normalize(story.flipped_ending).split()) - set(normalize(story.ending).split())
@@ -40,10 +41,12 @@ def test_endings_agree_with_the_story(texts):
 
 def test_tstorycloze_negatives_come_from_stories_about_something_else(texts):
     people = {n.lower() for n in BOYS + GIRLS}
+    endings = {s.ending: s for s in texts.test_stories}
     for pair, story in zip(texts.tsc, texts.test_stories):
         assert pair["positive_text"] == story.ending and pair["prompt_text"] == story.prompt
         words = set(normalize(pair["negative_text"]).split())
-        assert not words & ({story.color, story.obj} | (set(normalize(story.text).split()) & people))
+        assert not words & ({story.color, *story.obj.split()} | (set(normalize(story.text).split()) & people))
+        assert endings[pair["negative_text"]].topic != story.topic
 
 
 def test_sstorycloze_negatives_differ_in_the_feeling_only(texts):
