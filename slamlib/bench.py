@@ -68,16 +68,19 @@ def random_mhubert_25hz(seed: int = 0):
 
 
 def _tokenizers(device: torch.device, folder: Path):
-    from slamlib.features import HubertConfig, HubertExtractor, LogMelConfig, LogMelExtractor
+    from slamlib.features import HubertConfig, HubertExtractor, LogMelExtractor
     from slamlib.kmeans import KMeans
     from slamlib.tokenization import SpeechTokenizer
 
+    from slamlib.profiles import get_profile
+
     gen = torch.Generator().manual_seed(0)
-    logmel = LogMelExtractor(LogMelConfig(), device=device)
+    tiny = get_profile("tiny").tokenizer  # 100 Hz log-mel with context, 500 units, short runs dropped
+    logmel = LogMelExtractor(tiny.features, device=device)
     # centroids drawn from real frames: assignment costs the same as with fitted ones
     frames = torch.cat(logmel([load_audio(p) for p in sorted(folder.glob("*.flac"))[:4]])).cpu()
-    km200 = KMeans(frames[torch.randperm(len(frames), generator=gen)[:200]])
-    yield "logmel+kmeans200", SpeechTokenizer(logmel, km200)
+    km = KMeans(frames[torch.randperm(len(frames), generator=gen)[: tiny.n_units]])
+    yield "logmel+kmeans500 (tiny)", SpeechTokenizer(logmel, km, min_run=tiny.min_run)
     hubert = HubertExtractor(HubertConfig(model="random-mhubert-25hz-shaped", layer=11), device=device,
                              model=random_mhubert_25hz())
     batch_seconds = 320.0 if device.type == "cuda" else 60.0

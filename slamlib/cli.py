@@ -219,8 +219,8 @@ def cmd_run(args) -> dict:
     from slamlib.profiles import get_profile
 
     profile = get_profile(args.profile)
-    out = args.out or f"runs/{profile.name}"
-    return run_tutorial(profile.name, out)
+    out = args.out or f"runs/{profile.name}" + (f"-seed{args.seed}" if args.seed else "")
+    return run_tutorial(profile.name, out, parameters={"SEED": args.seed})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -327,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the tutorial notebooks in order with papermill")
     p.add_argument("--profile", default="tiny")
-    p.add_argument("--out", help="run folder (default runs/PROFILE)")
+    p.add_argument("--out", help="run folder (default runs/PROFILE, or runs/PROFILE-seedN)")
+    p.add_argument("--seed", type=int, default=0, help="every notebook's SEED: data, models, order")
     p.set_defaults(func=cmd_run)
     return parser
 

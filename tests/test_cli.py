@@ -54,7 +54,7 @@ def test_bench_tokenize_reports_speed():
     from slamlib.bench import bench_tokenize
 
     report = bench_tokenize(seconds=3, devices=["cpu"])
-    assert {r["tokenizer"] for r in report["results"]} == {"logmel+kmeans200", "hubert25hz+kmeans500"}
+    assert {r["tokenizer"] for r in report["results"]} == {"logmel+kmeans500 (tiny)", "hubert25hz+kmeans500"}
     for row in report["results"]:
         assert row["audio_seconds"] >= 3 and row["x_realtime_end_to_end"] > 0 and row["x_realtime_compute"] > 0
     assert "cpu" in report["machine"]

@@ -16,7 +16,8 @@ def test_tiny_profile_is_offline():
     tiny = get_profile("tiny")
     assert isinstance(tiny.tokenizer.features, LogMelConfig) and tiny.tokenizer.kmeans is None
     assert tiny.speech_sample.source == "espeak" and len(tiny.speech_sample.voices) >= 3
-    assert tiny.tokenizer.features.frame_rate == 50 and tiny.tokenizer.n_units == 200
+    assert tiny.tokenizer.features.frame_rate == 100 and tiny.tokenizer.n_units == 500
+    assert tiny.tokenizer.min_run == 2 and tiny.tokenizer.features.context == 5
 
 
 def test_overrides_parse_against_the_setting_type():
@@ -24,7 +25,13 @@ def test_overrides_parse_against_the_setting_type():
                                                    "device=cuda", "tokenizer.kmeans=/x/km.bin"]))
     assert profile.tokenizer.n_units == 64 and profile.tokenizer.features.cmn is False
     assert profile.device == "cuda" and profile.tokenizer.kmeans == "/x/km.bin"
-    assert PROFILES["tiny"].tokenizer.n_units == 200  # the named profile itself is unchanged
+    assert PROFILES["tiny"].tokenizer.n_units == 500  # the named profile itself is unchanged
+    voices = get_profile("tiny", {"data.synthetic.story_voice": "en-us@240wpm/p50",
+                                  "data.synthetic.read_voices": "en@160wpm/p40, en-us+f3@180wpm/p60"}).data.synthetic
+    assert voices.story_voice == Voice("en-us", rate=240, pitch=50)
+    assert voices.read_voices == (Voice("en", rate=160, pitch=40), Voice("en-us+f3", rate=180, pitch=60))
+    with pytest.raises(ValueError, match="expected a voice like en-us@175wpm/p50"):
+        get_profile("tiny", {"data.synthetic.story_voice": "loud"})
 
 
 def test_override_errors_name_the_setting():
