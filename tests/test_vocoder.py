@@ -51,9 +51,15 @@ SMALL_HIFIGAN = {
 }
 
 
+# 80-bin log-mel, pairs of 10 ms frames stacked (50 Hz), no context frames, plain dedup: the
+# stacked-frame case; the tiny profile's own settings are tested further down
+STACKED = {"tokenizer.features.n_mels": 80, "tokenizer.features.frame_rate": 50.0, "tokenizer.features.stack": 2,
+           "tokenizer.features.context": 1, "tokenizer.min_run": 1}
+
+
 @pytest.fixture(scope="module")
 def logmel_tokenizer(speech):
-    config = get_profile("tiny", {"tokenizer.n_units": 64}).tokenizer
+    config = get_profile("tiny", {**STACKED, "tokenizer.n_units": 64}).tokenizer
     return build_speech_tokenizer(config, fit_audio=[w for _, _, w in speech], device="cpu")
 
 
@@ -122,7 +128,7 @@ def test_griffin_lim_without_durations_uses_fitted_unit_durations(logmel_tokeniz
 
 def test_griffin_lim_with_mean_normalised_features(speech, logmel_tokenizer):
     wavs = [w for _, _, w in speech]
-    config = get_profile("tiny", {"tokenizer.n_units": 32, "tokenizer.features.cmn": True}).tokenizer
+    config = get_profile("tiny", {**STACKED, "tokenizer.n_units": 32, "tokenizer.features.cmn": True}).tokenizer
     tokenizer = build_speech_tokenizer(config, fit_audio=wavs, device="cpu")
     absolute = logmel_tokenizer.extractor  # same settings without normalisation
     average = np.mean([absolute.log_mel([w])[0].mean(0).numpy() for w in wavs], axis=0)
