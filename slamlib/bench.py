@@ -154,6 +154,22 @@ def train_flops_per_token(n_params: int, n_layers: int, hidden: int, lengths: np
     return 6.0 * n_params + 6.0 * n_layers * hidden * float((lengths ** 2).sum() / lengths.sum())
 
 
+def _bench_profile(device: str):
+    """(profile, units, model config) that a benchmark on `device` measures: the tiny profile on
+    CPU, the slam profile (the paper's model) on a GPU; tiny's own architecture, sized for units."""
+    import dataclasses
+
+    from slamlib.profiles import get_profile
+
+    profile = get_profile("tiny" if device == "cpu" else "slam")
+    n_units = profile.tokenizer.n_units
+    model_cfg = profile.model
+    if model_cfg.text_lm is not None:
+        model_cfg = dataclasses.replace(model_cfg, architecture=dataclasses.replace(
+            model_cfg.architecture, vocab_size=n_units + 2))
+    return profile, n_units, model_cfg
+
+
 def _bench_docs(n_units: int, low: int, high: int, tokens: int, seed: int = 0):
     from slamlib.train import Documents
 
@@ -220,24 +236,21 @@ def _time_hf_trainer(model, docs, cfg, device: str, steps: int) -> float:
     return per_device * float(lengths.mean()) / step
 
 
-def bench_train(devices: list[str] | None = None, steps: int = 10, compare: bool = True) -> dict:
+def bench_train(devices: list[str] | None = None, steps: int = 10, compare: bool = True,
+                compile: bool = False) -> dict:
     """Training throughput: the tiny config on CPU; the paper model (Qwen2.5-0.5B architecture,
-    502-unit vocabulary, context 1024, 8 sequences, bf16, random weights) on a GPU, with MFU,
-    each beside a plain transformers Trainer in the same setting."""
+    502-unit vocabulary, context 1024, 8 sequences, bf16, random weights) on a GPU, with MFU and
+    the peak memory of a step (the paper's recipe must fit a 24 GB card), each beside a plain
+    transformers Trainer in the same setting; with `compile`, also our trainer with
+    torch.compile."""
     import dataclasses
 
     from slamlib.model import count_parameters, init_speech_lm
-    from slamlib.profiles import get_profile
 
     devices = devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     results = []
     for device in devices:
-        profile = get_profile("tiny" if device == "cpu" else "slam")
-        n_units = profile.tokenizer.n_units
-        model_cfg = profile.model
-        if profile.model.text_lm is not None:  # tiny: its architecture, random weights
-            model_cfg = dataclasses.replace(model_cfg, architecture=dataclasses.replace(
-                model_cfg.architecture, vocab_size=n_units + 2))
+        profile, n_units, model_cfg = _bench_profile(device)
         cfg = dataclasses.replace(profile.train, grad_accum=1)
         low, high = (90, 460) if device == "cpu" else (100, 1024)
         docs = _bench_docs(n_units, low, high, tokens=cfg.context * cfg.batch_size * (steps + 4) * 2)
@@ -247,8 +260,12 @@ def bench_train(devices: list[str] | None = None, steps: int = 10, compare: bool
         n_params = count_parameters(model)
         row["parameters"] = n_params
         row["attention"] = model.config._attn_implementation
+        if device != "cpu":
+            torch.cuda.reset_peak_memory_stats(device)
         tokens_s, step_s = _time_ours(model, docs, cfg, device, steps)
         row.update(tokens_per_second=round(tokens_s), seconds_per_step=round(step_s, 4))
+        if device != "cpu":  # weights, AdamW state, gradients and activations of one micro-batch
+            row["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         flops = train_flops_per_token(n_params, model.config.num_hidden_layers, model.config.hidden_size,
                                       docs.chunked(cfg.context).lengths)
         name = torch.cuda.get_device_name(0) if device != "cpu" else machine()["cpu"]
@@ -256,6 +273,12 @@ def bench_train(devices: list[str] | None = None, steps: int = 10, compare: bool
         row["gflops_per_token"] = round(flops / 1e9, 3)
         if peak:
             row["mfu"] = round(tokens_s * flops / (peak * 1e12), 4)
+        if compile:
+            compiled_model = init_speech_lm(model_cfg, n_units, init="random", device=device).to(device)
+            compiled_s, _ = _time_ours(compiled_model, docs, dataclasses.replace(cfg, compile=True), device, steps)
+            row["compiled_tokens_per_second"] = round(compiled_s)
+            if peak:
+                row["compiled_mfu"] = round(compiled_s * flops / (peak * 1e12), 4)
         if compare:
             hf_model = init_speech_lm(model_cfg, n_units, init="random", device=device).to(device)
             hf_tokens_s = _time_hf_trainer(hf_model, docs, cfg, device, steps)
@@ -265,6 +288,7 @@ def bench_train(devices: list[str] | None = None, steps: int = 10, compare: bool
                 row["transformers_trainer_mfu"] = round(hf_tokens_s * flops / (peak * 1e12), 4)
         print(f"{profile.name} on {device}: {row['tokens_per_second']:,} tokens/s"
               + (f", MFU {row['mfu']:.1%}" if "mfu" in row else "")
+              + (f"; compiled {row['compiled_tokens_per_second']:,}" if compile else "")
               + (f"; transformers Trainer {row['transformers_trainer_tokens_per_second']:,}" if compare else ""),
               flush=True)
         results.append(row)
@@ -277,21 +301,13 @@ def bench_eval(devices: list[str] | None = None, pairs: int | None = None) -> di
     """Pairs scored per second (two utterances each, tStoryCloze-length: 250-450 units), with
     random weights: the tiny model on CPU, the paper's architecture on a GPU. Scoring only: the
     units are given (tokenizing speech is measured by `bench tokenize`)."""
-    import dataclasses
-
     from slamlib.evaluate import sequence_scores
     from slamlib.model import init_speech_lm
-    from slamlib.profiles import get_profile
 
     devices = devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     results = []
     for device in devices:
-        profile = get_profile("tiny" if device == "cpu" else "slam")
-        n_units = profile.tokenizer.n_units
-        model_cfg = profile.model
-        if model_cfg.text_lm is not None:
-            model_cfg = dataclasses.replace(model_cfg, architecture=dataclasses.replace(
-                model_cfg.architecture, vocab_size=n_units + 2))
+        profile, n_units, model_cfg = _bench_profile(device)
         model = init_speech_lm(model_cfg, n_units, init="random", device=device).to(device).eval()
         if device != "cpu":
             model = model.to(torch.bfloat16)

@@ -208,7 +208,8 @@ def cmd_bench(args) -> dict:
     if args.what == "tokenize":
         return bench.bench_tokenize(seconds=args.seconds, devices=args.device)
     if args.what == "train":
-        return bench.bench_train(devices=args.device, steps=args.steps or 10, compare=not args.no_compare)
+        return bench.bench_train(devices=args.device, steps=args.steps or 10, compare=not args.no_compare,
+                                 compile=args.compile)
     if args.what == "eval":
         return bench.bench_eval(devices=args.device, pairs=args.pairs)
     raise SystemExit(f"unknown benchmark {args.what!r}")
@@ -322,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", action="append", help="device(s) to measure (default: cpu, and cuda if present)")
     p.add_argument("--steps", type=int, help="timed steps (train)")
     p.add_argument("--no-compare", action="store_true", help="train: skip the transformers Trainer baseline")
+    p.add_argument("--compile", action="store_true", help="train: also measure our trainer with torch.compile")
     p.add_argument("--pairs", type=int, help="eval: pairs to score")
     p.set_defaults(func=cmd_bench)
 

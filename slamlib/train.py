@@ -254,6 +254,9 @@ class Trainer:
             lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
             fused=torch.cuda.is_available() and self.accelerator.device.type == "cuda")
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        # what the training step calls: the prepared model, or its torch.compile'd version (which
+        # shares its weights, so saving, evaluation and checkpoints use self.model unchanged)
+        self.step_model = torch.compile(self.model) if cfg.compile else self.model
         self.state = TrainState()
         self.clock = time.perf_counter  # every duration the budget logic uses is read from this clock
         self.rows_per_step = cfg.batch_size * cfg.grad_accum * self.accelerator.num_processes
@@ -298,7 +301,25 @@ class Trainer:
 
     # one step -----------------------------------------------------------------------------------
     def _forward_backward(self, rows: list[np.ndarray]) -> float:
-        """Gradients of the mean loss over the global batch's targets; returns that loss."""
+        """Gradients of the mean loss over the global batch's targets; returns that loss.
+
+        A compiled model that fails to compile (compilation happens at its first call) is
+        dropped, with a warning, and the step is redone eagerly."""
+        if self.step_model is self.model:
+            return self._accumulate(rows)
+        try:
+            return self._accumulate(rows)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as error:  # noqa: BLE001: whatever the compiler raised
+            import warnings
+
+            warnings.warn(f"torch.compile failed ({type(error).__name__}: {str(error)[:200]}); training eagerly")
+            self.step_model = self.model
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._accumulate(rows)
+
+    def _accumulate(self, rows: list[np.ndarray]) -> float:
         total = self._targets(rows)
         scale = self.accelerator.num_processes / max(total, 1)  # DDP averages over processes
         loss_sum = torch.zeros((), device=self.accelerator.device)
@@ -307,7 +328,7 @@ class Trainer:
             sync = i == len(micro) - 1
             context = self.accelerator.no_sync(self.model) if not sync else nullcontext()
             with context, self.accelerator.autocast():
-                loss, _ = token_losses(self.model, batch)
+                loss, _ = token_losses(self.step_model, batch)
                 self.accelerator.backward(loss * scale)
             loss_sum += loss.detach()
         return float(self.accelerator.reduce(loss_sum, "sum")) / max(total, 1)

@@ -90,9 +90,9 @@ def test_slam_console_script_is_the_same_cli():
 def test_bench_train_reports_throughput_beside_transformers_trainer():
     from slamlib.bench import bench_train, train_flops_per_token
 
-    report = bench_train(devices=["cpu"], steps=1, compare=True)
+    report = bench_train(devices=["cpu"], steps=1, compare=True, compile=True)
     row = report["results"][0]
-    assert row["config"] == "tiny" and row["tokens_per_second"] > 0
+    assert row["config"] == "tiny" and row["tokens_per_second"] > 0 and row["compiled_tokens_per_second"] > 0
     assert row["transformers_trainer_tokens_per_second"] > 0 and row["speedup_over_transformers_trainer"] > 0
     # the paper model: 6 N plus attention; at context 1024 attention adds about 0.13 GFLOP a token
     flops = train_flops_per_token(358_347_904, 24, 896, [1024])

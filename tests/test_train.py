@@ -177,6 +177,35 @@ def test_a_budgeted_run_ends_its_schedule_when_the_budget_does(tmp_path):
     assert 1e-4 <= read_log(tmp_path)[-1]["lr"] < 1.2e-4  # and the cosine is at its end
 
 
+def _losses_after(cfg, tmp_path, steps=3):
+    trainer = Trainer(tiny_lm(), random_docs(60), cfg, tmp_path, seed=1)
+    trainer.fit(max_steps=steps, progress=False)
+    return trainer, [r["loss"] for r in read_log(tmp_path) if "loss" in r]
+
+
+def test_compiled_training_matches_eager(tmp_path):
+    eager, eager_losses = _losses_after(train_cfg(), tmp_path / "eager")
+    compiled, compiled_losses = _losses_after(train_cfg(compile=True), tmp_path / "compiled")
+    assert compiled.step_model is not compiled.model  # it really ran compiled
+    assert compiled_losses == pytest.approx(eager_losses, rel=1e-4)
+    for a, b in zip(eager.model.parameters(), compiled.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_a_model_that_fails_to_compile_trains_eagerly(tmp_path, monkeypatch):
+    def broken_compile(model, **kwargs):
+        def call(*args, **kw):
+            raise RuntimeError("no C++ compiler")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    _, eager_losses = _losses_after(train_cfg(), tmp_path / "eager")
+    with pytest.warns(UserWarning, match="torch.compile failed .*no C\\+\\+ compiler"):
+        trainer, losses = _losses_after(train_cfg(compile=True), tmp_path / "fallback")
+    assert trainer.step_model is trainer.model
+    assert losses == eager_losses
+
+
 def test_unit_documents_use_slamkit_ids(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
