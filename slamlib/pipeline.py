@@ -95,10 +95,10 @@ def run_tutorial(profile: str, run_dir: str | os.PathLike, notebooks: Sequence[s
         seconds[name] = round(time.perf_counter() - start, 1)
         print(f"[{i}/{len(notebooks)}] {name} done in {seconds[name]} s", flush=True)
     metrics = run_metrics(run, profile, seconds)
+    results_md = metrics.pop("results_md", None)
     (run.root / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    if "results_md" in metrics:
-        (run.root / "results.md").write_text(metrics.pop("results_md"))
-        (run.root / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if results_md is not None:
+        (run.root / "results.md").write_text(results_md)
     return metrics
 
 

@@ -163,7 +163,8 @@ class TrainConfig:
     max_grad_norm: float = 0.5
     precision: str = "bf16"  # "bf16" autocast (CUDA) or "fp32"
     # torch.compile the training forward and backward (falls back to eager if compiling fails).
-    # Off by default: on the tiny CPU model it costs about 20 s for 7% faster steps.
+    # Off by default: on the tiny CPU model it costs about 20 s of compiling for 17% faster steps
+    # (`bench train --compile`), which a 3-minute budget does not earn back.
     compile: bool = False
     budget: str | None = "23h30m"  # wall clock for this stage; or None with tokens / max_steps
     tokens: int | None = None

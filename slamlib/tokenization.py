@@ -205,6 +205,11 @@ def fit_speech_tokenizer(config, wavs: Iterable[np.ndarray], *, device="auto", s
     probe = SpeechTokenizer(extractor, KMeans(torch.zeros(1, extractor.dim)), batch_seconds=config.batch_seconds)
     feats = torch.cat(probe.features(chosen))
     kmeans = fit_kmeans(feats, config.n_units, seed=seed, device=extractor.device)
+    return _configured(config, extractor, kmeans)
+
+
+def _configured(config, extractor, kmeans: KMeans) -> SpeechTokenizer:
+    """A SpeechTokenizer with a `TokenizerConfig`'s dedup, batch and min_run settings."""
     return SpeechTokenizer(extractor, kmeans, dedup=config.dedup, batch_seconds=config.batch_seconds,
                            min_run=config.min_run)
 
@@ -218,8 +223,7 @@ def build_speech_tokenizer(config, *, fit_audio: Iterable[np.ndarray] | None = N
         kmeans = load_kmeans(config.kmeans)
         if kmeans.n_units != config.n_units:
             raise ValueError(f"{config.kmeans} has {kmeans.n_units} centroids; the profile expects {config.n_units}")
-        return SpeechTokenizer(extractor, kmeans, dedup=config.dedup, batch_seconds=config.batch_seconds,
-                           min_run=config.min_run)
+        return _configured(config, extractor, kmeans)
     if fit_audio is None:
         raise ValueError("this profile fits its k-means: pass fit_audio (waveforms to fit on)")
     return fit_speech_tokenizer(config, fit_audio, device=device, seed=seed)
