@@ -4,7 +4,7 @@ From the texts of `slamlib.stories`, read by espeak-ng (`slamlib.tts`), this wri
 
     audio/read_speech/        multi-voice read utterances   (LibriSpeech's fields)
     audio/spoken_stories/     single-voice stories          (sTinyStories' fields)
-    audio/preference/train/   preference pairs, 4 voices    (SpokenSwag's fields)
+    audio/preference/train/   preference pairs, story voice   (SpokenSwag's fields)
     audio/preference/heldout/ pairs like those, never trained on
     benchmarks/tsc/, ssc/, sblimp/   wavs + pairs.csv       (read by slamlib.benchmarks)
 
@@ -202,7 +202,7 @@ def synthesize_corpora(cfg, seed: int, run: RunDir, progress: bool = True) -> di
         lambda batch: [(part, cfg.story_voice) for st in batch for part in (st.prompt, st.ending)],
         build_stories, _features("spoken_stories"), desc="spoken stories", **common)
 
-    # preference pairs: SpokenSwag's fields, four voices
+    # preference pairs: SpokenSwag's fields, read by the profile's preference voices
     roles = ("prompt", "chosen", "rejected")
     for name, pairs in (("train", texts.preference), ("heldout", texts.heldout_preference)):
         voices = _assign(pairs, cfg.preference_voices, seed, f"preference/{name}")
