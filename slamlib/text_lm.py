@@ -29,6 +29,29 @@ def word_vocabulary(texts: Iterable[str]) -> dict[str, int]:
     return {**{s: i for i, s in enumerate(SPECIAL)}, **{w: i + len(SPECIAL) for i, w in enumerate(words)}}
 
 
+def char_vocabulary(texts: Iterable[str]) -> dict[str, int]:
+    """The lower-cased characters of the texts (spaces and punctuation included), most frequent
+    first, after the specials."""
+    from collections import Counter
+
+    counts = Counter(c for text in texts for c in text.lower() if c != "\n")
+    chars = sorted(counts, key=lambda c: (-counts[c], c))
+    return {**{s: i for i, s in enumerate(SPECIAL)}, **{c: i + len(SPECIAL) for i, c in enumerate(chars)}}
+
+
+def char_tokenizer(vocab: dict[str, int]):
+    """A PreTrainedTokenizerFast with one token per character (lower-cased; unknown -> <unk>)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")
+    core.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="<s>",
+                                   unk_token="<unk>")
+
+
 def word_tokenizer(vocab: dict[str, int]):
     """A PreTrainedTokenizerFast over the word vocabulary (lower-cases; unknown words -> <unk>)."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
@@ -40,6 +63,9 @@ def word_tokenizer(vocab: dict[str, int]):
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"\w+(?:'\w+)?|[^\w\s]"), "isolated")])
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="<s>",
                                    unk_token="<unk>")
+
+
+VOCABULARIES = {"word": (word_vocabulary, word_tokenizer), "char": (char_vocabulary, char_tokenizer)}
 
 
 def training_texts(profile) -> list[str]:
@@ -66,8 +92,11 @@ def train_text_lm(profile, out_dir: str | os.PathLike, texts: list[str] | None =
     if done.exists() and json.loads(done.read_text()).get("settings") == settings:
         return json.loads(done.read_text())["summary"]
     texts = texts if texts is not None else training_texts(profile)
-    vocab = word_vocabulary(texts)
-    tokenizer = word_tokenizer(vocab)
+    if cfg.vocabulary not in VOCABULARIES:
+        raise ValueError(f"model.text_lm.vocabulary={cfg.vocabulary!r}: use one of {sorted(VOCABULARIES)}")
+    make_vocabulary, make_tokenizer = VOCABULARIES[cfg.vocabulary]
+    vocab = make_vocabulary(texts)
+    tokenizer = make_tokenizer(vocab)
     docs = Documents.from_lists([[1, *ids, 1] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]])
     torch.manual_seed(profile.seed)
     config = Qwen2Config(

@@ -20,7 +20,7 @@ from slamlib.model import (
 )
 from slamlib.profiles import ArchConfig, ModelConfig, get_profile
 from slamlib.runs import RunDir
-from slamlib.text_lm import train_text_lm, word_tokenizer, word_vocabulary
+from slamlib.text_lm import char_tokenizer, char_vocabulary, train_text_lm, word_tokenizer, word_vocabulary
 from slamlib.tokenization import build_speech_tokenizer
 
 ARCH = ArchConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -147,6 +147,27 @@ def test_word_tokenizer_round_trip():
     assert tok.unk_token_id not in ids and len(ids) == 9  # 7 words, a comma, a full stop
     assert tok.decode(ids).replace(" ,", ",").replace(" .", ".") == texts[0].lower()
     assert tok("zebra", add_special_tokens=False)["input_ids"] == [tok.unk_token_id]
+
+
+def test_char_tokenizer_round_trip():
+    texts = ["One day, Tom found a red kite.", "Tom's kite was red!"]
+    tok = char_tokenizer(char_vocabulary(texts))
+    ids = tok(texts[0], add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and len(ids) == len(texts[0])  # one id per character, spaces too
+    assert tok.decode(ids) == texts[0].lower()
+    assert tok("z", add_special_tokens=False)["input_ids"] == [tok.unk_token_id]
+
+
+def test_char_text_lm_saves_a_loadable_tokenizer(tmp_path):
+    profile = get_profile("tiny", {"model.text_lm.seconds": 2, "model.text_lm.batch_size": 8,
+                                   "model.text_lm.context": 64, "model.text_lm.vocabulary": "char"})
+    summary = train_text_lm(profile, tmp_path / "text_lm", texts=["Tom saw a red kite.", "Mia saw a kite."] * 20,
+                            progress=False)
+    assert summary["vocabulary"] == 3 + len(set("tom saw a red kite.mi"))
+    tok = PreTrainedTokenizerFast.from_pretrained(tmp_path / "text_lm")
+    assert tok.decode(tok("a red kite", add_special_tokens=False)["input_ids"]) == "a red kite"
+    with pytest.raises(ValueError, match="model.text_lm.vocabulary='bytes'"):
+        train_text_lm(get_profile("tiny", {"model.text_lm.vocabulary": "bytes"}), tmp_path / "other", texts=["a"])
 
 
 def test_tiny_text_lm_trains_and_is_reused(tmp_path):
