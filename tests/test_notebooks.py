@@ -3,6 +3,7 @@
 One run folder is shared by the module, in notebook order, as `python -m slamlib run` shares it."""
 
 import json
+import math
 
 import nbformat
 import pytest
@@ -31,19 +32,19 @@ def run_dir(tmp_path_factory):
 
 
 def test_notebook_01_tokenization(run_dir):
-    executed = run_notebook("01_tokenization.ipynb", run_dir, {"PROFILE": "tiny", "N_UTTERANCES": 120})
+    executed = run_notebook("01_tokenization.ipynb", run_dir, {"PROFILE": "tiny", "N_UTTERANCES": 250})
     m = metrics(run_dir, "01_tokenization")
-    assert m["profile"] == "tiny" and m["utterances"] == 120 and m["bad_audio"] == 0
+    assert m["profile"] == "tiny" and m["utterances"] == 250 and m["bad_audio"] == 0
     assert m["n_units"] == 500 and m["vocab_size"] == 502 and m["frame_rate"] == 100
-    assert 12 < m["units_per_second"] < 30  # 100 frames/s before short runs are dropped and dedup
-    assert 0.1 < m["dedup_ratio"] < 0.35
-    assert m["units_used"] > 300
+    assert 5 < m["units_per_second"] < 14  # 100 frames/s before runs under 3 frames are dropped and dedup
+    assert 0.04 < m["dedup_ratio"] < 0.15
+    assert m["units_used"] > 150
     assert (run_dir / "speech_tokenizer" / "speech_tokenizer.json").exists()
     for figure in ("01_tokenization_example", "01_units_per_second", "01_unit_histogram"):
         assert (run_dir / "figures" / f"{figure}.png").stat().st_size > 10_000
     assert_clean(executed)
     # running it again changes nothing: the tokenizer is reused and no unit is written twice
-    run_notebook("01_tokenization.ipynb", run_dir, {"PROFILE": "tiny", "N_UTTERANCES": 120})
+    run_notebook("01_tokenization.ipynb", run_dir, {"PROFILE": "tiny", "N_UTTERANCES": 250})
     assert metrics(run_dir, "01_tokenization") == m
 
 
@@ -61,13 +62,13 @@ def test_notebook_02_model_initialization(run_dir):
 
 
 def test_notebook_03_synthetic_data(run_dir):
-    executed = run_notebook("03_synthetic_data.ipynb", run_dir, {"PROFILE": "tiny", "SCALE": 0.005})
+    executed = run_notebook("03_synthetic_data.ipynb", run_dir, {"PROFILE": "tiny", "SCALE": 0.012})
     m = metrics(run_dir, "03_synthetic_data")
     assert m["heldout_overlap"] == 0
     assert m["benchmark_pairs"] == {"tsc": 20, "ssc": 20, "sblimp": 20} and m["preference_pairs"] == {"preference/heldout": 20, "preference/train": 20}
     assert set(m["corpora"]) == {"read_speech", "spoken_stories", "preference/train", "preference/heldout"}
-    assert m["corpora"]["spoken_stories"]["utterances"] == 20 and m["corpora"]["preference/train"]["utterances"] == 60
-    assert 12 < m["corpora"]["spoken_stories"]["units per second"] < 30
+    assert m["corpora"]["spoken_stories"]["utterances"] == 48 and m["corpora"]["preference/train"]["utterances"] == 60
+    assert 5 < m["corpora"]["spoken_stories"]["units per second"] < 14
     assert m["speech_tokenizer"] == SpeechTokenizer.load(run_dir / "speech_tokenizer").fingerprint()
     assert (run_dir / "figures" / "03_corpus_lengths.png").stat().st_size > 10_000
     assert_clean(executed)
@@ -91,7 +92,9 @@ def test_notebook_04_packed_pretraining(run_dir):
 def test_notebook_05_dpo(run_dir):
     executed = run_notebook("05_dpo.ipynb", run_dir, {"PROFILE": "tiny", "BUDGET": "12s"})
     m = metrics(run_dir, "05_dpo")
-    assert m["steps"] >= 1 and m["first_loss"] == pytest.approx(0.6931, abs=0.2)
+    # DPO starts at log 2 (the model is its own reference), plus the profile's likelihood term:
+    # 0.2 x the chosen endings' NLL per unit, which is below log 502 for any model that learned
+    assert m["steps"] >= 1 and 0.6931 - 0.2 < m["first_loss"] < 0.6931 + 0.2 * math.log(502)
     for when in ("before", "after"):
         assert m[when]["preference_heldout"]["pairs"] == 20 and "ssc" in m[when]["benchmarks"]
     assert (run_dir / "models" / "dpo" / "speech_tokenizer" / "speech_tokenizer.json").exists()

@@ -17,7 +17,7 @@ def test_tiny_profile_is_offline():
     assert isinstance(tiny.tokenizer.features, LogMelConfig) and tiny.tokenizer.kmeans is None
     assert tiny.speech_sample.source == "espeak" and len(tiny.speech_sample.voices) >= 3
     assert tiny.tokenizer.features.frame_rate == 100 and tiny.tokenizer.n_units == 500
-    assert tiny.tokenizer.min_run == 2 and tiny.tokenizer.features.context == 5
+    assert tiny.tokenizer.min_run == 3 and tiny.tokenizer.features.context == 5
 
 
 def test_overrides_parse_against_the_setting_type():
