@@ -50,8 +50,10 @@ def start(tmp_path_factory, speech):
 
 
 def small_cfg(**changes):
-    return dataclasses.replace(get_profile("tiny").dpo, batch_size=4, lr=2e-3, budget=None, log_every=1, eval_every=5,
-                               max_length=64, **changes)
+    """The tiny profile's DPO settings, small; plain DPO unless `sft_weight` is given."""
+    return dataclasses.replace(get_profile("tiny").dpo, **{"batch_size": 4, "lr": 2e-3, "budget": None, "log_every": 1,
+                                                            "eval_every": 5, "max_length": 64, "sft_weight": 0.0,
+                                                            **changes})
 
 
 def test_trl_sees_exactly_the_unit_ids(start):
@@ -95,9 +97,23 @@ def test_dpo_loss_falls_and_the_model_is_saved(start):
     assert again["already_done"]
 
 
+def test_the_likelihood_term_adds_the_chosen_nll(start):
+    """With sft_weight w, the first loss (policy = reference, so the DPO part is log 2) is
+    log 2 + w x the chosen continuation's mean NLL, which a random 16-unit model puts near log 18."""
+    first = {}
+    for weight in (0.0, 0.5):
+        out = start / f"out-sft-{weight}"
+        train_dpo(start / "lm", start / "train", small_cfg(sft_weight=weight, lr=0.0), out, max_steps=1, device="cpu")
+        first[weight] = [r["loss"] for r in read_dpo_log(out) if "loss" in r][0]
+    assert first[0.0] == pytest.approx(np.log(2), abs=1e-3)
+    nll = (first[0.5] - first[0.0]) / 0.5
+    assert np.log(18) - 1.0 < nll < np.log(18) + 1.0
+
+
 def test_a_wall_clock_budget_stops_dpo(start):
     summary = train_dpo(start / "lm", start / "train", small_cfg(), start / "out-budget", budget="0.001s", device="cpu")
-    assert summary["planned_steps"] == 8 and summary["steps"] == 1  # the budget, not the plan, ended it
+    planned = round(small_cfg().epochs * 32 / 4)  # the profile's passes over 32 pairs, 4 a step
+    assert summary["planned_steps"] == planned > 1 and summary["steps"] == 1  # the budget, not the plan, ended it
 
 
 def test_paper_dpo_settings():
