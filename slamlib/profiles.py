@@ -332,17 +332,21 @@ TINY = Profile(
                                 num_key_value_heads=2, vocab_size=0, max_position_embeddings=2048),
         text_lm=TextLMConfig(),
     ),
+    # 3.5 minutes: coherence grows late. At 3 minutes a run on a slower machine (1,084 steps
+    # instead of 1,276) scored tStoryCloze-style 64 instead of 73 on the same seed.
     train=TrainConfig(
         corpora=("spoken_stories", "read_speech"), context=512, batch_size=8, grad_accum=1, lr=1e-2, min_lr=3e-4,
-        warmup_ratio=0.05, min_warmup_steps=10, max_grad_norm=1.0, precision="fp32", budget="3m", probe_steps=5,
+        warmup_ratio=0.05, min_warmup_steps=10, max_grad_norm=1.0, precision="fp32", budget="3m30s", probe_steps=5,
         valid_fraction=0.02, eval_every=100, save_every=100, log_every=5,
     ),
-    # DPO: the paper's lr is 1/20 of its pretraining lr; 5e-4 is 1/20 of ours. Three passes over
-    # the 1500 pairs (about 75 s). A likelihood term on the chosen ending (weight 0.2) keeps the
-    # grammar: on seed 0, sBLIMP-style fell 2.8 points without it and 1.0 with it, and held-out
-    # pairs rose to 83 instead of 82 (weight 0.5: 82; 1.0: 78).
-    dpo=PreferenceConfig(batch_size=8, grad_accum=1, lr=5e-4, epochs=3.0, sft_weight=0.2, max_length=512,
-                         budget="75s", precision="fp32", log_every=5, eval_every=25),
+    # DPO: the paper's lr is 1/20 of its pretraining lr; 5e-4 is 1/20 of ours. Six passes over
+    # the 1500 pairs (about 2.5 minutes on 2 cores; the 3-minute budget only caps a slow machine,
+    # so the number of steps does not depend on its speed): on seed 0, held-out pairs rose from
+    # 57 to 75 with six passes, to 65 with three. A likelihood term on the chosen ending (weight
+    # 0.2) keeps the grammar: sBLIMP-style fell 2.8 points without it and 1.0 with it, and
+    # held-out pairs rose to 83 instead of 82 (weight 0.5: 82; 1.0: 78).
+    dpo=PreferenceConfig(batch_size=8, grad_accum=1, lr=5e-4, epochs=6.0, sft_weight=0.2, max_length=512,
+                         budget="3m", precision="fp32", log_every=5, eval_every=50),
     eval=EvalConfig(benchmarks=(("sblimp", "benchmarks/sblimp"), ("ssc", "benchmarks/ssc"), ("tsc", "benchmarks/tsc")),
                     preference_heldout="preference/heldout", n_generations=6, genppl=False),
     device="cpu",
