@@ -165,7 +165,7 @@ class TrainConfig:
     precision: str = "bf16"  # "bf16" autocast (CUDA) or "fp32"
     # torch.compile the training forward and backward (falls back to eager if compiling fails).
     # Off by default: on the tiny CPU model it costs about 20 s of compiling for 17% faster steps
-    # (`bench train --compile`), which a 3-minute budget does not earn back.
+    # (`bench train --compile`), which a budget of a few minutes does not earn back.
     compile: bool = False
     budget: str | None = "23h30m"  # wall clock for this stage; or None with tokens / max_steps
     tokens: int | None = None
@@ -295,8 +295,8 @@ TINY = Profile(
         # units per 10 ms frame; runs shorter than 3 frames dropped, then dedup: about 8 units/s.
         # mHuBERT-25Hz gives about 20, and so does this tokenizer with runs under 2 frames dropped,
         # but then a 2-layer model trained for 3 minutes learns grammar and not coherence
-        # (tStoryCloze-style 50-52 on three seeds, against 68-79 here after DPO; sBLIMP-style
-        # 73 against 74-77, with more read speech, see below): at 8 units/s
+        # (tStoryCloze-style 50-52 on three seeds, against 57-69 here before DPO and 65-78
+        # after; sBLIMP-style 73 against 74-76, with more read speech, see below): at 8 units/s
         # a story is 2.5 times shorter, and the model learns to relate its ending to its set-up.
         # Stacking frames instead (25 Hz) gives fewer units per second too, but a word's units then
         # depend on where the 40 ms grid falls: two readings of the same word share about 40% of
@@ -312,7 +312,7 @@ TINY = Profile(
     speech_sample=SpeechSampleConfig(source="espeak", voices=TINY_VOICES, n_utterances=300),
     data=DataConfig(synthetic=SynthConfig(
         # 4,000 stories in one voice and 3,000 read utterances in five (the voices sBLIMP-style
-        # pairs are read in): a 3-minute run sees each about nine times. With 1,000 read
+        # pairs are read in): a 3.5-minute run sees each about ten times. With 1,000 read
         # utterances sBLIMP-style scored 70 on seed 1, 76 in the stories' voice and 59-72 in the
         # others; 3,000 gave 75 for 25 s more synthesis.
         n_stories=4000, n_read=3000, n_preference=1500, action_prob=0.5,
