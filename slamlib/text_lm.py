@@ -39,30 +39,33 @@ def char_vocabulary(texts: Iterable[str]) -> dict[str, int]:
     return {**{s: i for i, s in enumerate(SPECIAL)}, **{c: i + len(SPECIAL) for i, c in enumerate(chars)}}
 
 
-def char_tokenizer(vocab: dict[str, int]):
-    """A PreTrainedTokenizerFast with one token per character (lower-cased; unknown -> <unk>)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+def _lowercase_tokenizer(vocab: dict[str, int], pre_tokenizer, decoder=None):
+    """A PreTrainedTokenizerFast over `vocab`: lower-cased, split by `pre_tokenizer`, unknown -> <unk>."""
+    from tokenizers import Tokenizer, models, normalizers
     from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.normalizer = normalizers.Lowercase()
-    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")
-    core.decoder = decoders.Fuse()
+    core.pre_tokenizer = pre_tokenizer
+    if decoder is not None:
+        core.decoder = decoder
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="<s>",
                                    unk_token="<unk>")
+
+
+def char_tokenizer(vocab: dict[str, int]):
+    """One token per character (lower-cased; unknown -> <unk>)."""
+    from tokenizers import Regex, decoders, pre_tokenizers
+
+    return _lowercase_tokenizer(vocab, pre_tokenizers.Split(Regex("."), "isolated"), decoders.Fuse())
 
 
 def word_tokenizer(vocab: dict[str, int]):
-    """A PreTrainedTokenizerFast over the word vocabulary (lower-cases; unknown words -> <unk>)."""
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    """One token per word or punctuation mark (lower-cased; unknown words -> <unk>)."""
+    from tokenizers import Regex, pre_tokenizers
 
-    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    core.normalizer = normalizers.Lowercase()
-    core.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"\w+(?:'\w+)?|[^\w\s]"), "isolated")])
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="<s>",
-                                   unk_token="<unk>")
+    return _lowercase_tokenizer(vocab, pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(r"\w+(?:'\w+)?|[^\w\s]"), "isolated")]))
 
 
 VOCABULARIES = {"word": (word_vocabulary, word_tokenizer), "char": (char_vocabulary, char_tokenizer)}
