@@ -104,15 +104,21 @@ def build_on_meta(config):
 
 
 def _attn(model_cfg, device: str | torch.device | None = None) -> str:
-    if model_cfg.attn_implementation != "auto":
-        return model_cfg.attn_implementation
-    if torch.cuda.is_available() and str(device or "cuda").startswith("cuda"):
-        try:
-            import flash_attn  # noqa: F401
+    """The attention implementation: the profile's choice ("varlen" names slamlib's), or for
+    "auto" the fastest exact one for packed documents here."""
+    from slamlib import attention
 
-            return "flash_attention_2"  # varlen kernels: packed documents without a dense mask
-        except ImportError:
-            pass
+    choice = model_cfg.attn_implementation
+    if choice == "varlen":
+        return attention.register()
+    if choice != "auto":
+        return choice
+    if str(device or "cuda").startswith("cuda"):
+        kernel = attention.cuda_kernel_name()
+        if kernel == "flash_attn":
+            return "flash_attention_2"  # transformers' own varlen path (flash-attn package)
+        if kernel == "torch":
+            return attention.register()  # FlashAttention-2 inside PyTorch, per document
     return "sdpa"  # packed documents through a block-diagonal mask built from position_ids
 
 

@@ -143,7 +143,9 @@ class ModelConfig:
     init: str = "twist"  # or "random": the paper's ablation, same architecture
     unit_embeddings: str = "normal"  # fresh N(0, 0.02) rows; "text_rows": the base's first rows (SlamKit)
     rope_theta: float = 10_000.0
-    attn_implementation: str = "auto"  # flash_attention_2 on CUDA when installed, else sdpa
+    # "auto": per-document (varlen) FlashAttention on a CUDA GPU (slamlib.attention), sdpa elsewhere;
+    # or "varlen", "sdpa", "eager", "flash_attention_2"
+    attn_implementation: str = "auto"
 
 
 @dataclass(frozen=True)

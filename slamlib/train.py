@@ -150,11 +150,15 @@ def pack(lengths: np.ndarray, order: np.ndarray, context: int, open_rows: int = 
 
 def collate(docs: Documents, rows: Sequence[np.ndarray], context: int) -> dict[str, torch.Tensor]:
     """input_ids, position_ids (restarting per document) and labels (-100 on every document's
-    first token and on padding) for packed rows; padding forms its own document at the end."""
+    first token and on padding) for packed rows; padding forms its own document at the end.
+    `cu_seq_lens` holds where each document starts and ends in the flattened batch (int32, as
+    varlen attention kernels take them), computed here on the host so that no device has to
+    find them."""
     n = len(rows)
     input_ids = np.full((n, context), PAD_ID, dtype=np.int64)
     position_ids = np.zeros((n, context), dtype=np.int64)
     labels = np.full((n, context), IGNORE, dtype=np.int64)
+    bounds = [0]
     for r, row in enumerate(rows):
         at = 0
         for doc in row:
@@ -164,14 +168,24 @@ def collate(docs: Documents, rows: Sequence[np.ndarray], context: int) -> dict[s
             position_ids[r, at:end] = np.arange(len(tokens))
             labels[r, at + 1 : end] = tokens[1:]
             at = end
+            bounds.append(r * context + end)
         position_ids[r, at:] = np.arange(context - at)
+        if at < context:
+            bounds.append((r + 1) * context)
     return {"input_ids": torch.from_numpy(input_ids), "position_ids": torch.from_numpy(position_ids),
-            "labels": torch.from_numpy(labels)}
+            "labels": torch.from_numpy(labels), "cu_seq_lens": torch.tensor(bounds, dtype=torch.int32)}
 
 
 def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of next-token losses, number of targets) for a packed batch."""
-    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+    """(sum of next-token losses, number of targets) for a packed batch. The documents'
+    boundaries go to the attention as `cu_seq_lens_q/k` (used by varlen attention, ignored by
+    the others), with the row length as the longest a document can be."""
+    extra = {}
+    if "cu_seq_lens" in batch:
+        length = batch["input_ids"].shape[1]
+        extra = {"cu_seq_lens_q": batch["cu_seq_lens"], "cu_seq_lens_k": batch["cu_seq_lens"],
+                 "max_length_q": length, "max_length_k": length}
+    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], **extra).logits
     targets = batch["labels"][:, 1:]
     loss = torch.nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),

@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from slamlib.attention import VARLEN
 from slamlib.profiles import get_profile
 from slamlib.train import (
     Documents,
@@ -48,7 +49,7 @@ def train_cfg(**changes):
                                         "save_every": 4, "probe_steps": 3, "budget": None, **changes})
 
 
-@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+@pytest.mark.parametrize("impl", ["sdpa", "eager", VARLEN])
 def test_packed_loss_equals_per_document_loss(impl):
     model = tiny_lm(impl=impl).eval()
     docs = random_docs(12)
@@ -73,6 +74,9 @@ def test_collate_restarts_positions_and_masks_boundaries():
     assert batch["input_ids"][0].tolist() == [1, 5, 6, 1, 1, 7, 1, 0, 0, 0]
     assert batch["position_ids"][0].tolist() == [0, 1, 2, 3, 0, 1, 2, 0, 1, 2]
     assert batch["labels"][0].tolist() == [-100, 5, 6, 1, -100, 7, 1, -100, -100, -100]
+    # document boundaries over the flattened batch: two documents and the padding, then a full row
+    two = collate(Documents.from_lists([[1, 5, 6, 1], [1, 7, 1], [1] * 10]), [np.array([0, 1]), np.array([2])], 10)
+    assert two["cu_seq_lens"].tolist() == [0, 4, 7, 10, 20] and two["cu_seq_lens"].dtype == torch.int32
 
 
 def test_long_documents_are_cut_to_the_context():

@@ -1,0 +1,148 @@
+"""Attention over packed documents without a dense mask: one variable-length ("varlen") call.
+
+A packed row holds several documents, and a token may attend only to the earlier tokens of its
+own document. transformers' `sdpa` path expresses that with a (batch, 1, L, L) block-diagonal
+mask built from the restarting `position_ids`; with a mask, PyTorch cannot use its FlashAttention
+kernel, computes every masked-out block anyway, and finding the documents costs a device-to-host
+sync on every forward pass.
+
+`VARLEN` ("slamlib_varlen") is an attention implementation registered with transformers that
+takes the documents' boundaries instead: `cu_seq_lens_q` / `cu_seq_lens_k`, the cumulative token
+counts of the documents over the flattened batch, which `slamlib.train.collate` computes on the
+host. The batch is viewed as one stream of (tokens, heads, head_dim) and handed to a varlen
+kernel that skips everything between documents:
+
+- on a CUDA GPU (compute capability 8.0 or later, bf16 or fp16): `flash_attn_varlen_func` when the
+  flash-attn package is installed, else `torch.nn.attention.varlen.varlen_attn` (FlashAttention-2
+  inside PyTorch 2.10 and later, nothing to install);
+- elsewhere (CPU, float32, older GPUs): an exact reference, one `scaled_dot_product_attention`
+  call with the block-diagonal causal mask, built from the boundaries (or from `position_ids`).
+
+No attention mask is built for this implementation, so it serves full sequences only: training
+and scoring, packed or right-padded. Generation with a KV cache is refused with a clear error
+(load the saved model, which uses transformers' default attention, to generate).
+"""
+
+from __future__ import annotations
+
+import inspect
+from functools import lru_cache
+from typing import Callable
+
+import torch
+
+VARLEN = "slamlib_varlen"
+
+
+def register() -> str:
+    """Make `VARLEN` a valid `attn_implementation` for transformers models; returns its name."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(VARLEN, varlen_attention_forward)
+    return VARLEN
+
+
+@lru_cache(maxsize=None)
+def _torch_varlen() -> Callable | None:
+    """torch's varlen_attn, adapted to one signature (its arguments changed between releases)."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    params = inspect.signature(varlen_attn).parameters
+    causal = {"window_size": (-1, 0)} if "window_size" in params else {"is_causal": True}
+    if "enable_gqa" in params:
+        causal["enable_gqa"] = True
+
+    def call(q, k, v, cu, max_len, scale):
+        if "scale" in params:
+            return varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scale, **causal)
+        if abs(scale - q.shape[-1] ** -0.5) > 1e-12:
+            raise ValueError(f"this torch's varlen_attn has no scale argument; the model needs scale {scale}")
+        return varlen_attn(q, k, v, cu, cu, max_len, max_len, **causal)
+
+    return call
+
+
+@lru_cache(maxsize=None)
+def _flash_attn_varlen() -> Callable | None:
+    try:
+        from flash_attn import flash_attn_varlen_func
+    except ImportError:
+        return None
+
+    def call(q, k, v, cu, max_len, scale):
+        return flash_attn_varlen_func(q, k, v, cu, cu, max_len, max_len, dropout_p=0.0, softmax_scale=scale,
+                                      causal=True)
+
+    return call
+
+
+def cuda_kernel_name() -> str | None:
+    """Which varlen kernel CUDA inputs would use here ("flash_attn", "torch") or None."""
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 0):
+        return None
+    if _flash_attn_varlen() is not None:
+        return "flash_attn"
+    return "torch" if _torch_varlen() is not None else None
+
+
+def _kernel(query: torch.Tensor) -> Callable | None:
+    """The varlen kernel for these inputs, or None where only the reference applies."""
+    if not query.is_cuda or query.dtype not in (torch.bfloat16, torch.float16) or query.shape[-1] % 8:
+        return None
+    name = cuda_kernel_name()
+    return {"flash_attn": _flash_attn_varlen, "torch": _torch_varlen}[name]() if name else None
+
+
+def document_ids(batch: int, length: int, device, cu_seq_lens: torch.Tensor | None = None,
+                 position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """(batch, length) document index of every token: from the boundaries over the flattened
+    batch, or where they are not given, from position_ids (a new document where they do not
+    count up by one), or else one document per row."""
+    if cu_seq_lens is not None:
+        flat = torch.arange(batch * length, device=device)
+        return torch.searchsorted(cu_seq_lens.to(device=device, dtype=torch.long)[1:], flat, right=True).view(batch, length)
+    if position_ids is not None:
+        positions = position_ids.expand(batch, -1).to(device)
+        starts = torch.diff(positions, prepend=positions[:, :1] - 1, dim=-1) != 1
+        return starts.cumsum(-1)
+    return torch.zeros(batch, length, dtype=torch.long, device=device)
+
+
+def reference_attention(query, key, value, docs: torch.Tensor, scale: float) -> torch.Tensor:
+    """Causal attention within documents: (batch, heads, L, dim) in, (batch, L, heads, dim) out."""
+    length = query.shape[2]
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    causal = torch.ones(length, length, dtype=torch.bool, device=query.device).tril()
+    mask = (docs[:, :, None] == docs[:, None, :]) & causal
+    out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask[:, None], scale=scale)
+    return out.transpose(1, 2).contiguous()
+
+
+def varlen_attention_forward(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                             attention_mask: torch.Tensor | None, scaling: float | None = None,
+                             dropout: float = 0.0, **kwargs) -> tuple[torch.Tensor, None]:
+    """transformers' attention interface: (batch, heads, L, dim) in, (batch, L, heads, dim) out."""
+    batch, heads, length, dim = query.shape
+    if key.shape[2] != length:
+        raise NotImplementedError(
+            f"{VARLEN} attends within full sequences only (got {length} queries for {key.shape[2]} keys, as "
+            "in cached generation): use attn_implementation='sdpa' to generate")
+    if dropout:
+        raise NotImplementedError(f"{VARLEN} has no attention dropout")
+    scale = scaling if scaling is not None else dim**-0.5
+    cu = kwargs.get("cu_seq_lens_q")
+    kernel = _kernel(query) if cu is not None else None
+    if kernel is not None:
+        flat = lambda t: t.transpose(1, 2).reshape(batch * length, t.shape[1], dim)  # noqa: E731
+        max_len = int(kwargs.get("max_length_q") or length)
+        out = kernel(flat(query), flat(key), flat(value), cu.to(query.device, torch.int32), max_len, scale)
+        return out.view(batch, length, heads, dim), None
+    docs = document_ids(batch, length, query.device, cu, kwargs.get("position_ids"))
+    return reference_attention(query, key, value, docs, scale), None
+
+
+register()
