@@ -5,6 +5,13 @@ tokens; `position_ids` restart at 0 for every document, and the first token of e
 not a target, so nothing is attended or predicted across a boundary. transformers turns restarting
 position_ids into per-document attention: FlashAttention-2 varlen kernels on CUDA when installed,
 otherwise a block-diagonal causal mask (sdpa), which is exact but quadratic in the row length.
+`collate` also gives the documents' boundaries (`cu_seq_lens`), which slamlib's varlen attention
+(`slamlib.attention`, the default on a CUDA GPU) takes directly.
+
+Keeping a GPU busy: the next steps' batches are collated in a background thread into pinned
+memory and copied to the device without blocking; the loss and gradient norm stay on the device
+and are read only every `log_every` steps, so the host runs ahead of the device instead of
+waiting for it after every step.
 
 The schedule is linear warmup then cosine decay to `min_lr`, over `max_steps`. With a wall-clock
 budget, a few steps are timed first (forward and backward only, so the model and optimizer are
@@ -25,6 +32,7 @@ import math
 import os
 import re
 import shutil
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -259,6 +267,10 @@ class Trainer:
             mixed_precision="bf16" if cfg.precision == "bf16" and gpu else "no",
             log_with=list(cfg.trackers) or None, project_dir=str(self.out))
         self.train_docs = train_docs.chunked(cfg.context)
+        self._epoch_cache: dict[int, list] = {}
+        self._epoch_lock = threading.Lock()
+        self._ahead: dict = {}  # (epoch, cursor) -> future of a prepared batch
+        self._pool = None
         self.valid_docs = valid_docs.chunked(cfg.context) if valid_docs is not None and len(valid_docs) else None
         decay, no_decay = [], []
         for name, param in model.named_parameters():
@@ -274,13 +286,13 @@ class Trainer:
         self.state = TrainState()
         self.clock = time.perf_counter  # every duration the budget logic uses is read from this clock
         self.rows_per_step = cfg.batch_size * cfg.grad_accum * self.accelerator.num_processes
-        self._epoch_cache: tuple[int, list] | None = None
 
     # data ----------------------------------------------------------------------------------------
     def batches(self, epoch: int) -> list[list[np.ndarray]]:
         """The global batches (lists of packed rows) of an epoch: a function of seed and epoch."""
-        if self._epoch_cache and self._epoch_cache[0] == epoch:
-            return self._epoch_cache[1]
+        with self._epoch_lock:
+            if epoch in self._epoch_cache:
+                return self._epoch_cache[epoch]
         rng = np.random.default_rng([self.seed, epoch])
         rows = pack(self.train_docs.lengths, rng.permutation(len(self.train_docs)), self.cfg.context)
         rows = [rows[i] for i in rng.permutation(len(rows))]
@@ -289,40 +301,78 @@ class Trainer:
             raise ValueError(f"{len(rows)} packed rows cannot fill one step of {self.rows_per_step} rows: "
                              "give more data or a smaller batch")
         batches = [rows[i * self.rows_per_step : (i + 1) * self.rows_per_step] for i in range(n)]
-        self._epoch_cache = (epoch, batches)
+        with self._epoch_lock:
+            self._epoch_cache = {e: b for e, b in self._epoch_cache.items() if e >= epoch - 1}  # this and the last
+            self._epoch_cache[epoch] = batches
         return batches
 
-    def next_batch(self) -> list[np.ndarray]:
-        batches = self.batches(self.state.epoch)
-        if self.state.cursor >= len(batches):
-            self.state.epoch += 1
-            self.state.cursor = 0
-            batches = self.batches(self.state.epoch)
-        batch = batches[self.state.cursor]
-        self.state.cursor += 1
-        return batch
-
-    def _micro_batches(self, rows: list[np.ndarray]):
+    def _host_batches(self, rows: list[np.ndarray]) -> list[dict[str, torch.Tensor]]:
+        """This process's micro-batches of a global batch, collated on the host; in pinned
+        memory on a GPU, so that their copies to the device do not wait for it."""
         mine = rows[self.accelerator.process_index :: self.accelerator.num_processes]
-        size = self.cfg.batch_size
-        for i in range(0, len(mine), size):
-            batch = collate(self.train_docs, mine[i : i + size], self.cfg.context)
-            yield {k: v.to(self.accelerator.device) for k, v in batch.items()}
+        pin = self.accelerator.device.type == "cuda"
+        out = []
+        for i in range(0, len(mine), self.cfg.batch_size):
+            batch = collate(self.train_docs, mine[i : i + self.cfg.batch_size], self.cfg.context)
+            out.append({k: v.pin_memory() if pin else v for k, v in batch.items()})
+        return out
+
+    def _prepare(self, epoch: int, cursor: int) -> tuple[list[np.ndarray], list[dict[str, torch.Tensor]]]:
+        rows = self.batches(epoch)[cursor]
+        return rows, self._host_batches(rows)
+
+    def next_batch(self) -> tuple[list[np.ndarray], list[dict[str, torch.Tensor]]]:
+        """The next global batch: its rows and this process's micro-batches on the host.
+
+        With `cfg.prefetch` > 0 the following steps' batches are collated in a background
+        thread while the device computes; the order is the same either way (a function of the
+        seed and the position in the epoch), so resuming stays exact."""
+        epoch, cursor = self.state.epoch, self.state.cursor
+        n = len(self.batches(epoch))
+        if cursor >= n:
+            epoch, cursor, n = epoch + 1, 0, len(self.batches(epoch + 1))
+        self.state.epoch, self.state.cursor = epoch, cursor + 1
+        future = self._ahead.pop((epoch, cursor), None)
+        prepared = future.result() if future is not None else self._prepare(epoch, cursor)
+        if self.cfg.prefetch:
+            upcoming = [(epoch, c) for c in range(cursor + 1, min(n, cursor + 1 + self.cfg.prefetch))]
+            if cursor + self.cfg.prefetch >= n:
+                upcoming.append((epoch + 1, 0))  # the next epoch is packed in the background too
+            for key in [k for k in self._ahead if k not in upcoming]:  # stale after a resume or a probe
+                self._ahead.pop(key).cancel()
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slamlib-batches")
+            for key in upcoming:
+                if key not in self._ahead:
+                    self._ahead[key] = self._pool.submit(self._prepare, *key)
+        return prepared
+
+    def _stop_prefetch(self) -> None:
+        for future in self._ahead.values():
+            future.cancel()
+        self._ahead.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _targets(self, rows: list[np.ndarray]) -> int:
         lengths = self.train_docs.lengths
         return int(sum(int(lengths[row].sum()) - len(row) for row in rows))
 
     # one step -----------------------------------------------------------------------------------
-    def _forward_backward(self, rows: list[np.ndarray]) -> float:
-        """Gradients of the mean loss over the global batch's targets; returns that loss.
+    def _forward_backward(self, rows: list[np.ndarray], micro: list[dict] | None = None) -> torch.Tensor:
+        """Gradients of the mean loss over the global batch's targets; returns that loss as a
+        device tensor (this process's share; reading it would wait for the device).
 
         A compiled model that fails to compile (compilation happens at its first call) is
         dropped, with a warning, and the step is redone eagerly."""
+        micro = micro if micro is not None else self._host_batches(rows)
         if self.step_model is self.model:
-            return self._accumulate(rows)
+            return self._accumulate(rows, micro)
         try:
-            return self._accumulate(rows)
+            return self._accumulate(rows, micro)
         except torch.OutOfMemoryError:
             raise
         except Exception as error:  # noqa: BLE001: whatever the compiler raised
@@ -331,39 +381,52 @@ class Trainer:
             warnings.warn(f"torch.compile failed ({type(error).__name__}: {str(error)[:200]}); training eagerly")
             self.step_model = self.model
             self.optimizer.zero_grad(set_to_none=True)
-            return self._accumulate(rows)
+            return self._accumulate(rows, micro)
 
-    def _accumulate(self, rows: list[np.ndarray]) -> float:
+    def _accumulate(self, rows: list[np.ndarray], micro: list[dict]) -> torch.Tensor:
         total = self._targets(rows)
         scale = self.accelerator.num_processes / max(total, 1)  # DDP averages over processes
-        loss_sum = torch.zeros((), device=self.accelerator.device)
-        micro = list(self._micro_batches(rows))
-        for i, batch in enumerate(micro):
+        device = self.accelerator.device
+        loss_sum = torch.zeros((), device=device)
+        for i, host in enumerate(micro):
+            batch = {k: v.to(device, non_blocking=True) for k, v in host.items()}
             sync = i == len(micro) - 1
             context = self.accelerator.no_sync(self.model) if not sync else nullcontext()
             with context, self.accelerator.autocast():
                 loss, _ = token_losses(self.step_model, batch)
                 self.accelerator.backward(loss * scale)
             loss_sum += loss.detach()
-        return float(self.accelerator.reduce(loss_sum, "sum")) / max(total, 1)
+        return loss_sum / max(total, 1)
 
     def _lr(self) -> float:
         s = self.state
         return self.cfg.lr * lr_factor(s.step, s.max_steps, s.warmup, self.cfg.lr, self.cfg.min_lr)
 
-    def train_step(self) -> dict:
-        rows = self.next_batch()
+    def train_step(self, read: bool = True) -> dict:
+        """One optimizer step. With read=False the loss and gradient norm stay device tensors
+        (`read_record` turns them into numbers), so that the host never waits for the device."""
+        rows, micro = self.next_batch()
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr()
-        loss = self._forward_backward(rows)
+        loss = self._forward_backward(rows, micro)
         grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         tokens = int(sum(self.train_docs.lengths[row].sum() for row in rows))
         self.state.step += 1
         self.state.tokens += tokens
-        return {"step": self.state.step, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
-                "grad_norm": float(grad_norm), "tokens": self.state.tokens, "epoch": self.state.epoch}
+        record = {"step": self.state.step, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
+                  "grad_norm": grad_norm, "tokens": self.state.tokens, "epoch": self.state.epoch}
+        return self.read_record(record) if read else record
+
+    def read_record(self, record: dict) -> dict:
+        """A step's record with its device values read (the loss summed over processes)."""
+        loss = record["loss"]
+        if isinstance(loss, torch.Tensor):
+            record["loss"] = float(self.accelerator.reduce(loss, "sum"))
+        if isinstance(record.get("grad_norm"), torch.Tensor):
+            record["grad_norm"] = float(record["grad_norm"])
+        return record
 
     @torch.no_grad()
     def evaluate(self) -> float | None:
@@ -501,28 +564,33 @@ class Trainer:
         if not resumed and self.valid_docs is not None:
             self._log({"step": 0, "valid_loss": self.evaluate(), "tokens": 0, "elapsed": self._elapsed()})
         loop_start, loop_steps, eval_seconds = self.clock(), 0, 0.0
-        while self.state.step < self.state.max_steps:
-            record = self.train_step()
-            bar.update(1)
-            loop_steps += 1
-            s = self.state.step
-            if s == self.state.warmup and self.state.plan.get("by") == "budget" and "replanned_at" not in self.state.plan:
-                self._replan(self.clock() - loop_start - eval_seconds, loop_steps)
-                bar.total = self.state.max_steps
-            last = s == self.state.max_steps
-            if s % self.cfg.log_every == 0 or last:
-                now = self.clock()
-                record["tokens_per_second"] = (record["tokens"] - window_tokens) / max(now - window_start, 1e-9)
-                record["elapsed"] = self.state.seconds + self._elapsed()
-                if self.valid_docs is not None and (s % self.cfg.eval_every == 0 or last):
-                    eval_start = self.clock()
-                    record["valid_loss"] = self.evaluate()
-                    eval_seconds += self.clock() - eval_start
-                self._log(record)
-                window_tokens, window_start = record["tokens"], self.clock()
-                bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_second']:,.0f}")
-            if s % self.cfg.save_every == 0 and not last:
-                self.save_checkpoint()
+        try:
+            while self.state.step < self.state.max_steps:
+                record = self.train_step(read=False)
+                bar.update(1)
+                loop_steps += 1
+                s = self.state.step
+                if s == self.state.warmup and self.state.plan.get("by") == "budget" and "replanned_at" not in self.state.plan:
+                    self._sync()  # the host may be ahead of the device: time what the device did
+                    self._replan(self.clock() - loop_start - eval_seconds, loop_steps)
+                    bar.total = self.state.max_steps
+                last = s == self.state.max_steps
+                if s % self.cfg.log_every == 0 or last:
+                    record = self.read_record(record)  # waits for the device: only every log_every steps
+                    now = self.clock()
+                    record["tokens_per_second"] = (record["tokens"] - window_tokens) / max(now - window_start, 1e-9)
+                    record["elapsed"] = self.state.seconds + self._elapsed()
+                    if self.valid_docs is not None and (s % self.cfg.eval_every == 0 or last):
+                        eval_start = self.clock()
+                        record["valid_loss"] = self.evaluate()
+                        eval_seconds += self.clock() - eval_start
+                    self._log(record)
+                    window_tokens, window_start = record["tokens"], self.clock()
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_second']:,.0f}")
+                if s % self.cfg.save_every == 0 and not last:
+                    self.save_checkpoint()
+        finally:
+            self._stop_prefetch()
         bar.close()
         self.accelerator.wait_for_everyone()
         summary = {"steps": self.state.step, "max_steps": self.state.max_steps, "tokens": self.state.tokens,

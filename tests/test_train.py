@@ -145,6 +145,31 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_batches_collated_ahead_are_the_batches_collated_in_the_loop(tmp_path):
+    """Background collation changes nothing: the same batches in the same order, across epoch
+    boundaries (40 documents make a few steps an epoch), so the same losses and weights."""
+    runs = {}
+    for ahead in (0, 1, 3):
+        trainer = Trainer(tiny_lm(), random_docs(40), train_cfg(prefetch=ahead), tmp_path / f"ahead{ahead}", seed=2)
+        summary = trainer.fit(max_steps=9, progress=False)
+        assert summary["epochs"] > 2 and trainer._pool is None and not trainer._ahead  # stopped at the end
+        runs[ahead] = ([(r["step"], r["loss"], r["epoch"]) for r in read_log(tmp_path / f"ahead{ahead}") if "loss" in r],
+                       [p.detach().clone() for p in trainer.model.parameters()])
+    for ahead in (1, 3):
+        assert runs[ahead][0] == runs[0][0]
+        assert all(torch.equal(a, b) for a, b in zip(runs[ahead][1], runs[0][1]))
+
+
+def test_a_step_can_leave_its_numbers_on_the_device(tmp_path):
+    trainer = Trainer(tiny_lm(), random_docs(40), train_cfg(), tmp_path, seed=0)
+    trainer.plan(budget=None, tokens=None, max_steps=5, started=0.0)
+    record = trainer.train_step(read=False)
+    assert isinstance(record["loss"], torch.Tensor) and isinstance(record["grad_norm"], torch.Tensor)
+    read = trainer.read_record(record)
+    assert isinstance(read["loss"], float) and math.isfinite(read["loss"]) and isinstance(read["grad_norm"], float)
+    trainer._stop_prefetch()
+
+
 def test_budget_and_token_plans(tmp_path):
     docs = random_docs(200)
     trainer = Trainer(tiny_lm(), docs, train_cfg(probe_steps=3), tmp_path / "budget", seed=0)
@@ -166,9 +191,9 @@ def test_a_budgeted_run_ends_its_schedule_when_the_budget_does(tmp_path):
     trainer.clock = lambda: now[0]
     real = trainer._forward_backward
 
-    def timed(rows):
+    def timed(*args):
         now[0] += 0.1
-        return real(rows)
+        return real(*args)
 
     trainer._forward_backward = timed
     summary = trainer.fit(budget="6s", progress=False)
