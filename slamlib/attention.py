@@ -87,6 +87,22 @@ def cuda_kernel_name() -> str | None:
     return "torch" if _torch_varlen() is not None else None
 
 
+def choose(choice: str, device) -> str:
+    """The attention implementation for training on `device`: `choice`, where "varlen" names
+    this module's, and "auto" the fastest exact one for packed documents there."""
+    if choice == "varlen":
+        return register()
+    if choice != "auto":
+        return choice
+    if torch.device(device).type == "cuda":
+        kernel = cuda_kernel_name()
+        if kernel == "flash_attn":
+            return "flash_attention_2"  # transformers' own varlen path (flash-attn package)
+        if kernel == "torch":
+            return register()  # FlashAttention-2 inside PyTorch, per document
+    return "sdpa"  # packed documents through a block-diagonal mask built from position_ids
+
+
 def _kernel(query: torch.Tensor) -> Callable | None:
     """The varlen kernel for these inputs, or None where only the reference applies."""
     if not query.is_cuda or query.dtype not in (torch.bfloat16, torch.float16) or query.shape[-1] % 8:

@@ -103,25 +103,6 @@ def build_on_meta(config):
         return AutoModelForCausalLM.from_config(config)
 
 
-def _attn(model_cfg, device: str | torch.device | None = None) -> str:
-    """The attention implementation: the profile's choice ("varlen" names slamlib's), or for
-    "auto" the fastest exact one for packed documents here."""
-    from slamlib import attention
-
-    choice = model_cfg.attn_implementation
-    if choice == "varlen":
-        return attention.register()
-    if choice != "auto":
-        return choice
-    if str(device or "cuda").startswith("cuda"):
-        kernel = attention.cuda_kernel_name()
-        if kernel == "flash_attn":
-            return "flash_attention_2"  # transformers' own varlen path (flash-attn package)
-        if kernel == "torch":
-            return attention.register()  # FlashAttention-2 inside PyTorch, per document
-    return "sdpa"  # packed documents through a block-diagonal mask built from position_ids
-
-
 def init_speech_lm(model_cfg, n_units: int, *, init: str | None = None, base: str | os.PathLike | None = None,
                    seed: int = 0, device=None):
     """A speech LM with `n_units` units: TWIST-initialised from the text LM `base` (a hub id or
@@ -145,10 +126,8 @@ def init_speech_lm(model_cfg, n_units: int, *, init: str | None = None, base: st
     else:  # the same architecture, known offline
         text_config = base_config(model_cfg)
     config = speech_config(text_config, n_units, model_cfg.rope_theta)
-    config._attn_implementation = _attn(model_cfg, device)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32,
-                                             attn_implementation=config._attn_implementation)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     if text_model is not None:
         _transplant(text_model, model, model_cfg.unit_embeddings)
     model.config.slamlib_init = init  # recorded in config.json

@@ -143,9 +143,6 @@ class ModelConfig:
     init: str = "twist"  # or "random": the paper's ablation, same architecture
     unit_embeddings: str = "normal"  # fresh N(0, 0.02) rows; "text_rows": the base's first rows (SlamKit)
     rope_theta: float = 10_000.0
-    # "auto": per-document (varlen) FlashAttention on a CUDA GPU (slamlib.attention), sdpa elsewhere;
-    # or "varlen", "sdpa", "eager", "flash_attention_2"
-    attn_implementation: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -170,6 +167,9 @@ class TrainConfig:
     # (`bench train --compile`), which a budget of a few minutes does not earn back.
     compile: bool = False
     prefetch: int = 2  # steps whose batches are collated ahead, in a background thread (0: in the loop)
+    # attention while training: "auto" is per-document (varlen) FlashAttention on a CUDA GPU
+    # (slamlib.attention) and sdpa elsewhere; or "varlen", "sdpa", "eager", "flash_attention_2"
+    attention: str = "auto"
     budget: str | None = "23h30m"  # wall clock for this stage; or None with tokens / max_steps
     tokens: int | None = None
     max_steps: int | None = None

@@ -272,6 +272,11 @@ class Trainer:
         self._ahead: dict = {}  # (epoch, cursor) -> future of a prepared batch
         self._pool = None
         self.valid_docs = valid_docs.chunked(cfg.context) if valid_docs is not None and len(valid_docs) else None
+        from slamlib.attention import choose
+
+        attention = choose(cfg.attention, self.accelerator.device)
+        if model.config._attn_implementation != attention:
+            model.set_attn_implementation(attention)
         decay, no_decay = [], []
         for name, param in model.named_parameters():
             (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)

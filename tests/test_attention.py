@@ -1,5 +1,4 @@
 import dataclasses
-import json
 
 import numpy as np
 import pytest
@@ -99,18 +98,26 @@ def test_no_kernel_on_cpu_or_for_float32():
         assert attention.cuda_kernel_name() is None
 
 
-def test_a_speech_lm_with_varlen_attention_saves_as_a_plain_checkpoint(tmp_path):
+def test_training_chooses_its_attention_and_saves_a_plain_checkpoint(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from slamlib.model import init_speech_lm, save_speech_lm
     from slamlib.profiles import get_profile
+    from slamlib.train import Trainer
 
-    cfg = get_profile("tiny").model
-    cfg = dataclasses.replace(cfg, attn_implementation="varlen")
-    model = init_speech_lm(cfg, 20, init="random")
+    profile = get_profile("tiny")
+    assert attention.choose("auto", "cpu") == "sdpa" and attention.choose("varlen", "cpu") == VARLEN
+    model = init_speech_lm(profile.model, 20, init="random")
+    assert model.config._attn_implementation == "sdpa"  # what transformers loads by default
+    rng = np.random.default_rng(0)
+    docs = Documents.from_lists([[1, *rng.integers(2, 22, int(rng.integers(5, 30))).tolist(), 1] for _ in range(60)])
+    cfg = dataclasses.replace(profile.train, attention="varlen", context=64, batch_size=4, grad_accum=1,
+                              budget=None, save_every=10**6, log_every=1)
+    trainer = Trainer(model, docs, cfg, tmp_path / "run", seed=0)
     assert model.config._attn_implementation == VARLEN
+    trainer.fit(max_steps=3, progress=False)
     save_speech_lm(model, tmp_path / "m")
-    assert VARLEN not in json.dumps(json.loads((tmp_path / "m" / "config.json").read_text()))
+    assert VARLEN not in (tmp_path / "m" / "config.json").read_text()
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
     assert loaded.config._attn_implementation != VARLEN
     ids = torch.tensor([[1, 5, 7, 9, 1]])
