@@ -205,14 +205,26 @@ def cmd_generate(args) -> dict:
 def cmd_bench(args) -> dict:
     from slamlib import bench
 
-    if args.what == "tokenize":
-        return bench.bench_tokenize(seconds=args.seconds, devices=args.device)
-    if args.what == "train":
+    what = args.what
+    if what == "tokenize":
+        return bench.bench_tokenize(seconds=args.seconds, devices=args.device, audio=args.audio)
+    if what == "train":
         return bench.bench_train(devices=args.device, steps=args.steps or 10, compare=not args.no_compare,
-                                 compile=args.compile)
-    if args.what == "eval":
-        return bench.bench_eval(devices=args.device, pairs=args.pairs)
-    raise SystemExit(f"unknown benchmark {args.what!r}")
+                                 compile=args.compile, micro_batches=args.micro_batch)
+    if what == "eval":
+        return bench.bench_eval(devices=args.device, pairs=args.pairs, batch_tokens=args.batch_tokens)
+    one = args.device[0] if args.device else None
+    if what == "ceilings":
+        return bench.bench_ceilings(devices=args.device)
+    if what == "profile":
+        return bench.bench_profile(one, steps=args.steps or 3, compile=args.compile)
+    if what == "precision":
+        return bench.bench_precision(one, steps=args.steps or 30)
+    if what == "memory":
+        return bench.bench_memory(args.gib, compile=args.compile)
+    if what == "gpu":
+        return bench.bench_gpu(out=args.out, audio=args.audio, steps=args.steps or 8)
+    raise SystemExit(f"unknown benchmark {what!r}")
 
 
 def cmd_run(args) -> dict:
@@ -318,13 +330,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("bench", help="speed benchmarks (JSON)")
-    p.add_argument("what", choices=["tokenize", "train", "eval"])
+    p.add_argument("what", choices=["tokenize", "train", "eval", "ceilings", "profile", "precision", "memory", "gpu"],
+                   help="gpu: every measurement of the slam profile on a GPU in one call")
     p.add_argument("--seconds", type=float, help="seconds of audio per measurement")
+    p.add_argument("--audio", type=Path, help="tokenize, gpu: a folder of audio to repeat instead of synthesizing speech")
     p.add_argument("--device", action="append", help="device(s) to measure (default: cpu, and cuda if present)")
-    p.add_argument("--steps", type=int, help="timed steps (train)")
+    p.add_argument("--steps", type=int, help="timed steps (train, profile, precision)")
     p.add_argument("--no-compare", action="store_true", help="train: skip the transformers Trainer baseline")
-    p.add_argument("--compile", action="store_true", help="train: also measure our trainer with torch.compile")
+    p.add_argument("--compile", action="store_true", help="train, profile, memory: with torch.compile")
+    p.add_argument("--micro-batch", type=int, action="append",
+                   help="train: also this many sequences a micro-batch (same global batch)")
     p.add_argument("--pairs", type=int, help="eval: pairs to score")
+    p.add_argument("--batch-tokens", type=int, action="append", help="eval: also this many tokens a batch")
+    p.add_argument("--gib", type=float, default=24.0, help="memory: the card's size to hold the run to")
+    p.add_argument("--out", type=Path, help="gpu: write the report here after every section")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("run", help="run the tutorial notebooks in order with papermill")

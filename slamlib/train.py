@@ -395,6 +395,8 @@ class Trainer:
         loss_sum = torch.zeros((), device=device)
         for i, host in enumerate(micro):
             batch = {k: v.to(device, non_blocking=True) for k, v in host.items()}
+            if self.step_model is not self.model:  # one compiled graph for any number of documents
+                torch._dynamo.maybe_mark_dynamic(batch["cu_seq_lens"], 0)
             sync = i == len(micro) - 1
             context = self.accelerator.no_sync(self.model) if not sync else nullcontext()
             with context, self.accelerator.autocast():

@@ -212,9 +212,10 @@ def _losses_after(cfg, tmp_path, steps=3):
     return trainer, [r["loss"] for r in read_log(tmp_path) if "loss" in r]
 
 
-def test_compiled_training_matches_eager(tmp_path):
-    eager, eager_losses = _losses_after(train_cfg(), tmp_path / "eager")
-    compiled, compiled_losses = _losses_after(train_cfg(compile=True), tmp_path / "compiled")
+@pytest.mark.parametrize("attention", ["sdpa", "varlen"])
+def test_compiled_training_matches_eager(tmp_path, attention):
+    eager, eager_losses = _losses_after(train_cfg(attention=attention), tmp_path / "eager")
+    compiled, compiled_losses = _losses_after(train_cfg(compile=True, attention=attention), tmp_path / "compiled")
     assert compiled.step_model is not compiled.model  # it really ran compiled
     assert compiled_losses == pytest.approx(eager_losses, rel=1e-4)
     for a, b in zip(eager.model.parameters(), compiled.model.parameters()):
