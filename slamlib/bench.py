@@ -580,17 +580,18 @@ def bench_precision(device: str | None = None, steps: int = 30, tolerance: float
     return result
 
 
-def bench_memory(gib: float = 24.0, steps: int = 3, compile: bool = False) -> dict:
+def bench_memory(gib: float = 24.0, steps: int = 3, compile: bool = False, checkpointing: bool = False) -> dict:
     """Whether the paper's recipe (its model, 8 x 1024 tokens a micro-batch, bf16 autocast, fused
     AdamW) trains on a card of `gib` GiB (the A5000 has 24): this process is held to that much
-    GPU memory (less what the CUDA context takes on such a card) for a few steps."""
+    GPU memory (less what the CUDA context takes on such a card) for a few steps; optionally
+    with activation checkpointing (`train.gradient_checkpointing`)."""
     import dataclasses
 
     if not torch.cuda.is_available():
         raise SystemExit("bench memory needs a CUDA GPU")
     device = "cuda"
     profile, n_units, model_cfg, cfg, docs = _bench_setup(device, steps, grad_accum=2)
-    cfg = dataclasses.replace(cfg, compile=compile)
+    cfg = dataclasses.replace(cfg, compile=compile, gradient_checkpointing=checkpointing)
     total = torch.cuda.get_device_properties(0).total_memory
     context_gib = 0.5  # what a CUDA context and cuBLAS workspaces take outside PyTorch's allocator
     fraction = min(1.0, (gib - context_gib) * 2**30 / total)
@@ -599,7 +600,7 @@ def bench_memory(gib: float = 24.0, steps: int = 3, compile: bool = False) -> di
     torch.cuda.set_per_process_memory_fraction(fraction)
     row = {"benchmark": "memory", "machine": machine(), "config": profile.name, "card_gib": gib,
            "allowed_gib": round(fraction * total / 2**30, 2), "micro_batch": cfg.batch_size, "context": cfg.context,
-           "compiled": compile}
+           "compiled": compile, "checkpointing": checkpointing}
     try:
         model = _new_model(model_cfg, n_units, device)
         tokens_s, _ = _time_ours(model, docs, cfg, device, steps, warmup=1)
@@ -655,13 +656,14 @@ def bench_eval(devices: list[str] | None = None, pairs: int | None = None,
 
 # --- everything a GPU run of the slam profile needs, in one call ----------------------------------------
 
-def bench_gpu(out: str | Path | None = None, audio: Path | None = None, steps: int = 8) -> dict:
+def bench_gpu(out: str | Path | None = None, audio: Path | None = None, steps: int = 6,
+              only: list[str] | None = None) -> dict:
     """Every measurement of the `slam` profile on one GPU, in one process, each section on its
     own (one that fails is recorded with its error and the rest go on): the ceilings, training
     (eager, compiled, compiled with 16 x 8 micro-batches, and the transformers Trainer), where a
     step's time goes (eager and compiled), bf16 against fp32, the paper batch on 24 GiB,
     evaluation at ~1,900 pairs, and tokenization. The JSON is rewritten to `out` after every
-    section, and a short table printed at the end."""
+    section, and a short table printed at the end. `only`: these sections alone."""
     if not torch.cuda.is_available():
         raise SystemExit("bench gpu needs a CUDA GPU")
     report: dict = {"benchmark": "gpu", "machine": machine(), "sections": {}}
@@ -670,17 +672,23 @@ def bench_gpu(out: str | Path | None = None, audio: Path | None = None, steps: i
     def matmul():
         return ceiling.get("matmul_tflops square")
 
-    sections = [
+    sections = [  # the most telling first: a run cut short by a time limit still has them
         ("ceilings", lambda: bench_ceilings(["cuda"])),
         ("train", lambda: bench_train(["cuda"], steps=steps, compile=True, micro_batches=[16],
                                       matmul_tflops=matmul())),
-        ("profile eager", lambda: bench_profile("cuda", steps=2)),
-        ("profile compiled", lambda: bench_profile("cuda", steps=2, compile=True)),
         ("precision", lambda: bench_precision("cuda", steps=30)),
         ("memory 24 GiB", lambda: bench_memory(24.0)),
+        ("memory 24 GiB, checkpointing", lambda: bench_memory(24.0, checkpointing=True)),
         ("eval", lambda: bench_eval(["cuda"], batch_tokens=[32768])),
         ("tokenize", lambda: bench_tokenize(devices=["cuda"], audio=audio)),
+        ("profile eager", lambda: bench_profile("cuda", steps=2)),
+        ("profile compiled", lambda: bench_profile("cuda", steps=2, compile=True)),
     ]
+    if only:
+        unknown = set(only) - {name for name, _ in sections}
+        if unknown:
+            raise SystemExit(f"no section(s) {sorted(unknown)}; the sections are {[name for name, _ in sections]}")
+        sections = [(name, run) for name, run in sections if name in only]
     for name, run in sections:
         start = time.perf_counter()
         print(f"--- {name}", flush=True)
@@ -726,10 +734,11 @@ def gpu_summary(report: dict) -> str:
     if "max_relative_difference" in precision:
         lines.append(f"precision: bf16 vs fp32 max {precision['max_relative_difference']:.2%} apart over "
                      f"{precision['steps']} steps (loss {precision['fp32'][0]} -> {precision['fp32'][-1]})")
-    memory = sections.get("memory 24 GiB", {})
-    if "fits" in memory:
-        lines.append(f"memory: fits 24 GiB = {memory['fits']}, peak {memory['peak_allocated_gib']} GiB allocated, "
-                     f"{memory['peak_reserved_gib']} reserved")
+    for key in ("memory 24 GiB", "memory 24 GiB, checkpointing"):
+        memory = sections.get(key, {})
+        if "fits" in memory:
+            lines.append(f"{key}: fits = {memory['fits']}, peak {memory['peak_allocated_gib']} GiB allocated, "
+                         f"{memory['peak_reserved_gib']} reserved, {memory.get('tokens_per_second')} tokens/s")
     for row in sections.get("eval", {}).get("results", []):
         lines.append(f"eval {row['pairs']} pairs, {row['batch_tokens']} tokens a batch: {row['seconds']} s "
                      f"({row['pairs_per_second']} pairs/s)")

@@ -221,9 +221,9 @@ def cmd_bench(args) -> dict:
     if what == "precision":
         return bench.bench_precision(one, steps=args.steps or 30)
     if what == "memory":
-        return bench.bench_memory(args.gib, compile=args.compile)
+        return bench.bench_memory(args.gib, compile=args.compile, checkpointing=args.checkpointing)
     if what == "gpu":
-        return bench.bench_gpu(out=args.out, audio=args.audio, steps=args.steps or 8)
+        return bench.bench_gpu(out=args.out, audio=args.audio, steps=args.steps or 6, only=args.section)
     raise SystemExit(f"unknown benchmark {what!r}")
 
 
@@ -343,7 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", type=int, help="eval: pairs to score")
     p.add_argument("--batch-tokens", type=int, action="append", help="eval: also this many tokens a batch")
     p.add_argument("--gib", type=float, default=24.0, help="memory: the card's size to hold the run to")
+    p.add_argument("--checkpointing", action="store_true", help="memory: with activation checkpointing")
     p.add_argument("--out", type=Path, help="gpu: write the report here after every section")
+    p.add_argument("--section", action="append", help="gpu: run this section only (repeatable)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("run", help="run the tutorial notebooks in order with papermill")

@@ -170,6 +170,9 @@ class TrainConfig:
     # attention while training: "auto" is per-document (varlen) FlashAttention on a CUDA GPU
     # (slamlib.attention) and sdpa elsewhere; or "varlen", "sdpa", "eager", "flash_attention_2"
     attention: str = "auto"
+    # recompute each layer's activations in the backward pass: about a third more compute for a
+    # fraction of the activation memory (for cards where the batch does not fit otherwise)
+    gradient_checkpointing: bool = False
     budget: str | None = "23h30m"  # wall clock for this stage; or None with tokens / max_steps
     tokens: int | None = None
     max_steps: int | None = None

@@ -277,6 +277,12 @@ class Trainer:
         attention = choose(cfg.attention, self.accelerator.device)
         if model.config._attn_implementation != attention:
             model.set_attn_implementation(attention)
+        if cfg.gradient_checkpointing:  # the newer name first (the older is deprecated in transformers 5)
+            enable = getattr(model, "activation_checkpointing_enable", None)
+            if enable is not None:
+                enable({"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         decay, no_decay = [], []
         for name, param in model.named_parameters():
             (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)

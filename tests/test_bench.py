@@ -84,4 +84,4 @@ def test_gpu_summary_names_failed_sections_and_the_numbers():
         "tokenize": {"error": "ModuleNotFoundError: No module named 'soundfile'", "section_seconds": 0.1}}}
     text = bench.gpu_summary(report)
     assert "tokenize: FAILED ModuleNotFoundError" in text and "150000 tokens/s, MFU 0.34" in text
-    assert "fits 24 GiB = True" in text and "matmul_tflops square 790.0" in text
+    assert "memory 24 GiB: fits = True" in text and "matmul_tflops square 790.0" in text

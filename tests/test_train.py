@@ -222,6 +222,15 @@ def test_compiled_training_matches_eager(tmp_path, attention):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
 
 
+def test_gradient_checkpointing_changes_memory_not_results(tmp_path):
+    plain, plain_losses = _losses_after(train_cfg(attention="varlen"), tmp_path / "plain")
+    saved, saved_losses = _losses_after(train_cfg(attention="varlen", gradient_checkpointing=True), tmp_path / "ckpt")
+    assert saved.model.is_activation_checkpointing and not plain.model.is_activation_checkpointing
+    assert saved_losses == pytest.approx(plain_losses, rel=1e-5)
+    for a, b in zip(plain.model.parameters(), saved.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_a_model_that_fails_to_compile_trains_eagerly(tmp_path, monkeypatch):
     def broken_compile(model, **kwargs):
         def call(*args, **kw):
