@@ -216,6 +216,8 @@ def cmd_bench(args) -> dict:
     one = args.device[0] if args.device else None
     if what == "ceilings":
         return bench.bench_ceilings(devices=args.device)
+    if what == "attention":
+        return bench.bench_attention(one)
     if what == "profile":
         return bench.bench_profile(one, steps=args.steps or 3, compile=args.compile)
     if what == "precision":
@@ -330,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("bench", help="speed benchmarks (JSON)")
-    p.add_argument("what", choices=["tokenize", "train", "eval", "ceilings", "profile", "precision", "memory", "gpu"],
+    p.add_argument("what", choices=["tokenize", "train", "eval", "ceilings", "attention", "profile", "precision", "memory",
+                                     "gpu"],
                    help="gpu: every measurement of the slam profile on a GPU in one call")
     p.add_argument("--seconds", type=float, help="seconds of audio per measurement")
     p.add_argument("--audio", type=Path, help="tokenize, gpu: a folder of audio to repeat instead of synthesizing speech")

@@ -22,6 +22,15 @@ def test_profile_splits_a_step_by_kind_of_operation():
     assert result["config"] == "tiny" and result["attention"] == "sdpa"
 
 
+def test_attention_bench_checks_against_float64_and_times_three_paths():
+    result = bench.bench_attention("cpu", repeats=1)
+    assert result["within_tolerance"] and len(result["checks"]) == 3
+    assert all(0 < c["out"] < 1e-5 and 0 < c["dq"] < 1e-5 for c in result["checks"])  # float32 against float64
+    assert set(result["forward_backward_ms"]) == {"varlen (training's path)", "sdpa, block-diagonal mask",
+                                                  "sdpa, causal rows (no documents)"}
+    assert all(t > 0 for t in result["forward_backward_ms"].values()) and result["shape"]["documents"] >= 2
+
+
 @pytest.mark.parametrize("name,category", [("aten::mm", "matrix products"), ("aten::addmm", "matrix products"),
                                            ("flash_fwd_kernel", "attention"), ("aten::_fused_adamw_", "optimizer and clipping"),
                                            ("aten::nll_loss_forward", "cross-entropy"),
