@@ -44,9 +44,11 @@ def test_profile_categories(name, category):
 def test_bf16_follows_fp32_on_a_short_run():
     from slamlib.profiles import get_profile
 
+    import dataclasses
+
     profile, n_units, model_cfg = bench._bench_profile("cpu")
-    cfg = get_profile("tiny").train
-    docs = bench._bench_docs(n_units, 90, 460, tokens=cfg.context * cfg.batch_size * 30, learnable=True)
+    cfg = dataclasses.replace(get_profile("tiny").train, context=256, batch_size=4)  # a quarter of the tokens
+    docs = bench._bench_docs(n_units, 40, 256, tokens=cfg.context * cfg.batch_size * 30, learnable=True)
     curves = bench.precision_curves(model_cfg, n_units, docs, cfg, "cpu", steps=12)
     assert len(curves["fp32"]) == len(curves["bf16"]) == 12
     assert curves["fp32"] != curves["bf16"]  # bf16 really ran
