@@ -321,22 +321,32 @@ def _trainer(model, docs, cfg, device: str, out: str, precision: str | None = No
     return trainer
 
 
-def _time_ours(model, docs, cfg, device: str, steps: int, warmup: int = 2) -> tuple[float, float]:
-    """(tokens/s, seconds/step) over `steps` optimizer steps run back to back as `fit` runs them
-    (the host is not made to wait between steps), after `warmup` steps."""
-    with tempfile.TemporaryDirectory() as out:
-        trainer = _trainer(model, docs, cfg, device, out)
-        for _ in range(warmup):
-            trainer.read_record(trainer.train_step(read=False))
-        _sync(torch.device(device))
-        start, before = time.perf_counter(), trainer.state.tokens
+def _timed_steps(trainer, device: str, steps: int, warmup: int, around=None) -> tuple[float, int]:
+    """(seconds, tokens) of `steps` optimizer steps run back to back as `fit` runs them (the
+    host is not made to wait between steps), after `warmup` steps; `around`: a context to run
+    them in."""
+    from contextlib import nullcontext
+
+    for _ in range(warmup):
+        trainer.read_record(trainer.train_step(read=False))
+    _sync(torch.device(device))
+    before = trainer.state.tokens
+    with around or nullcontext():
+        start = time.perf_counter()
         for _ in range(steps):
             record = trainer.train_step(read=False)
         trainer.read_record(record)
         _sync(torch.device(device))
         seconds = time.perf_counter() - start
-        trainer._stop_prefetch()
-        return (trainer.state.tokens - before) / seconds, seconds / steps
+    trainer._stop_prefetch()
+    return seconds, trainer.state.tokens - before
+
+
+def _time_ours(model, docs, cfg, device: str, steps: int, warmup: int = 2) -> tuple[float, float]:
+    """(tokens/s, seconds/step) of our trainer (see `_timed_steps`)."""
+    with tempfile.TemporaryDirectory() as out:
+        seconds, tokens = _timed_steps(_trainer(model, docs, cfg, device, out), device, steps, warmup)
+    return tokens / seconds, seconds / steps
 
 
 def _time_hf_trainer(model, docs, cfg, device: str, steps: int) -> float:
@@ -494,18 +504,8 @@ def bench_profile(device: str | None = None, steps: int = 3, compile: bool = Fal
     model = _new_model(model_cfg, n_units, device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
     with tempfile.TemporaryDirectory() as out:
-        trainer = _trainer(model, docs, cfg, device, out)
-        for _ in range(3 if compile else 2):
-            trainer.read_record(trainer.train_step(read=False))
-        _sync(torch.device(device))
-        with profile(activities=activities) as prof:
-            start = time.perf_counter()
-            for _ in range(steps):
-                record = trainer.train_step(read=False)
-            trainer.read_record(record)
-            _sync(torch.device(device))
-            wall = time.perf_counter() - start
-        trainer._stop_prefetch()
+        prof = profile(activities=activities)
+        wall, _ = _timed_steps(_trainer(model, docs, cfg, device, out), device, steps, 3 if compile else 2, around=prof)
     events = prof.key_averages()
 
     def self_time(e) -> float:  # microseconds
