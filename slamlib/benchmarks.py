@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+BENCHMARKS = ("sblimp", "ssc", "tsc", "salmon")  # the pairwise benchmarks `slamlib.evaluate` scores
+
 MANIFEST = "pairs.csv"
 
 

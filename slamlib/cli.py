@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu to force the CPU")
     p.set_defaults(func=cmd_dpo)
 
-    from slamlib.evaluate import BENCHMARKS
+    from slamlib.benchmarks import BENCHMARKS
 
     p = sub.add_parser("eval", help="accuracy of a speech LM on a pairwise benchmark")
     p.add_argument("--model", required=True, help="a speech LM directory (it carries its speech tokenizer) or hub id")

@@ -27,12 +27,10 @@ import pandas as pd
 import torch
 
 from slamlib.audio import SAMPLE_RATE, load_audio
-from slamlib.benchmarks import Pair, read_pairs
+from slamlib.benchmarks import BENCHMARKS, Pair, read_pairs
 from slamlib.profiles import GenerationConfig
 from slamlib.progress import progress as progress_bar
 from slamlib.units import BOS_ID, EOS_ID, PAD_ID
-
-BENCHMARKS = ("sblimp", "ssc", "tsc", "salmon")
 
 
 # --- scoring -------------------------------------------------------------------------------------
