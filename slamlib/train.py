@@ -339,12 +339,12 @@ class Trainer:
         thread while the device computes; the order is the same either way (a function of the
         seed and the position in the epoch), so resuming stays exact."""
         epoch, cursor = self.state.epoch, self.state.cursor
-        n = len(self.batches(epoch))
-        if cursor >= n:
-            epoch, cursor, n = epoch + 1, 0, len(self.batches(epoch + 1))
+        if cursor >= len(self.batches(epoch)):
+            epoch, cursor = epoch + 1, 0
         self.state.epoch, self.state.cursor = epoch, cursor + 1
         future = self._ahead.pop((epoch, cursor), None)
         prepared = future.result() if future is not None else self._prepare(epoch, cursor)
+        n = len(self.batches(epoch))  # packed by now (a new epoch in the background, when prefetching)
         if self.cfg.prefetch:
             upcoming = [(epoch, c) for c in range(cursor + 1, min(n, cursor + 1 + self.cfg.prefetch))]
             if cursor + self.cfg.prefetch >= n:
