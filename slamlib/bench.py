@@ -310,7 +310,7 @@ def _precision(cfg, device: str) -> str:
 def _new_model(model_cfg, n_units: int, device: str, seed: int = 0):
     from slamlib.model import init_speech_lm
 
-    return init_speech_lm(model_cfg, n_units, init="random", device=device, seed=seed).to(device)
+    return init_speech_lm(model_cfg, n_units, init="random", seed=seed).to(device)
 
 
 def _trainer(model, docs, cfg, device: str, out: str, precision: str | None = None):
@@ -707,13 +707,12 @@ def bench_eval(devices: list[str] | None = None, pairs: int | None = None,
     profile's batch size in tokens and any others given. Scoring only: the units are given
     (tokenizing speech is measured by `bench tokenize`)."""
     from slamlib.evaluate import sequence_scores
-    from slamlib.model import init_speech_lm
 
     devices = devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     results = []
     for device in devices:
         profile, n_units, model_cfg = _bench_profile(device)
-        model = init_speech_lm(model_cfg, n_units, init="random", device=device).to(device).eval()
+        model = _new_model(model_cfg, n_units, device).eval()
         if device != "cpu":
             model = model.to(torch.bfloat16)
         n = pairs or (200 if device == "cpu" else 1900)

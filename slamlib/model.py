@@ -104,7 +104,7 @@ def build_on_meta(config):
 
 
 def init_speech_lm(model_cfg, n_units: int, *, init: str | None = None, base: str | os.PathLike | None = None,
-                   seed: int = 0, device=None):
+                   seed: int = 0):
     """A speech LM with `n_units` units: TWIST-initialised from the text LM `base` (a hub id or
     local directory; default: the profile's) or randomly initialised (`init="random"`), with the
     same architecture either way."""
