@@ -92,10 +92,32 @@ def test_cached_generation_is_refused_with_a_clear_error():
         varlen_attention_forward(None, q, k, k, None)
 
 
-def test_no_kernel_on_cpu_or_for_float32():
-    assert attention._kernel(torch.zeros(1, 2, 3, 8, dtype=torch.bfloat16)) is None  # on the CPU
+def test_the_cpu_groups_documents_and_no_cuda_kernel_without_a_gpu():
+    assert attention._kernel(torch.zeros(1, 2, 3, 8)) is attention.grouped_attention
     if not torch.cuda.is_available():
         assert attention.cuda_kernel_name() is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grouped_attention_matches_each_document_alone_with_gradients(seed):
+    """The CPU kernel pads documents into length classes; values and all three gradients match
+    attention over each document alone (documents from 1 token to longer than one class)."""
+    q, k, v, packed = packed_inputs(seed, batch=3, length=70)
+    cu = packed["cu_seq_lens"]
+    assert len(set(torch.diff(cu).tolist())) > 3
+    for t in (q, k, v):
+        t.requires_grad_(True)
+    want = per_document(q, k, v, cu, 0.3)
+    got, _ = varlen_attention_forward(None, q, k, v, None, scaling=0.3, cu_seq_lens_q=cu)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    weights = torch.randn_like(want)
+    for a, b in zip(torch.autograd.grad((want * weights).sum(), (q, k, v)),
+                    torch.autograd.grad((got * weights).sum(), (q, k, v))):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # one class per padded length: a 1-token and a 32-token document share one call
+    one = torch.randn(33, 2, 4, dtype=torch.float64)
+    out = attention.grouped_attention(one, one[:, :1], one[:, :1], torch.tensor([0, 1, 33], dtype=torch.int32), 32, 1.0)
+    torch.testing.assert_close(out[0], one[0, :1].expand(2, 4))  # a lone token attends to itself only
 
 
 def test_training_chooses_its_attention_and_saves_a_plain_checkpoint(tmp_path):
@@ -106,7 +128,7 @@ def test_training_chooses_its_attention_and_saves_a_plain_checkpoint(tmp_path):
     from slamlib.train import Trainer
 
     profile = get_profile("tiny")
-    assert attention.choose("auto", "cpu") == "sdpa" and attention.choose("varlen", "cpu") == VARLEN
+    assert attention.choose("auto", "cpu") == VARLEN and attention.choose("sdpa", "cpu") == "sdpa"
     model = init_speech_lm(profile.model, 20, init="random")
     assert model.config._attn_implementation == "sdpa"  # what transformers loads by default
     rng = np.random.default_rng(0)
