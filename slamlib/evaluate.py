@@ -16,6 +16,7 @@ penalty 1.1, from prompts cut from the start of utterances (3 s).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -92,17 +93,29 @@ _UNITS: dict[tuple[str, str, int], list[int]] = {}  # (tokenizer, path, mtime) -
 
 
 def utterance_ids(speech_tokenizer, paths: Sequence[Path], progress: bool = False,
-                  batch: int = 64) -> dict[Path, list[int]]:
+                  batch: int = 64, cache_dir: str | os.PathLike | None = None) -> dict[Path, list[int]]:
     """`<S> units <S>` ids for audio files, tokenized in batches. Units depend only on the
-    speech tokenizer, so they are kept for the process: evaluating a second model on the same
-    files costs only the scoring."""
+    speech tokenizer, so they are kept for the process, and with `cache_dir` also on disk (one
+    JSON file per speech tokenizer, keyed by file and modification time): evaluating a second
+    model on the same files, in this process or a later one, costs only the scoring."""
     paths = list(dict.fromkeys(paths))
-    key = lambda p: (speech_tokenizer.fingerprint(), str(p), Path(p).stat().st_mtime_ns)  # noqa: E731
+    fingerprint = speech_tokenizer.fingerprint()
+    key = lambda p: (fingerprint, str(p), Path(p).stat().st_mtime_ns)  # noqa: E731
+    cache = Path(cache_dir) / f"units-{fingerprint}.json" if cache_dir is not None else None
+    if cache is not None and cache.exists():
+        for path, (mtime, ids) in json.loads(cache.read_text()).items():
+            _UNITS.setdefault((fingerprint, path, mtime), ids)
     todo = [p for p in paths if key(p) not in _UNITS]
     for start in progress_bar(range(0, len(todo), batch), desc="tokenizing", enabled=progress):
         chunk = todo[start : start + batch]
         for path, tokenized in zip(chunk, speech_tokenizer.tokenize([load_audio(p) for p in chunk])):
-            _UNITS[key(path)] = speech_tokenizer.unit_tokenizer.encode(tokenized.units)
+            _UNITS[key(path)] = [int(i) for i in speech_tokenizer.unit_tokenizer.encode(tokenized.units)]
+    if cache is not None and todo:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        entries = {str(p): [key(p)[2], _UNITS[key(p)]] for p in paths}
+        partial = cache.with_suffix(".partial")
+        partial.write_text(json.dumps(entries))
+        partial.replace(cache)  # a complete file or none
     return {p: _UNITS[key(p)] for p in paths}
 
 
@@ -121,11 +134,13 @@ class BenchmarkResult:
 
 
 def evaluate_pairs(model, speech_tokenizer, pairs: Sequence[Pair], *, name: str = "pairs", score: str = "mean",
-                   batch_tokens: int = 8192, progress: bool = False) -> BenchmarkResult:
-    """Accuracy of a model on pairs of audio files."""
+                   batch_tokens: int = 8192, progress: bool = False,
+                   units_cache: str | os.PathLike | None = None) -> BenchmarkResult:
+    """Accuracy of a model on pairs of audio files (their units kept in `units_cache` if given)."""
     if not pairs:
         raise ValueError(f"{name}: no pairs to evaluate")
-    ids = utterance_ids(speech_tokenizer, [p.positive for p in pairs] + [p.negative for p in pairs], progress)
+    ids = utterance_ids(speech_tokenizer, [p.positive for p in pairs] + [p.negative for p in pairs], progress,
+                        cache_dir=units_cache)
     files = list(ids)
     scores = dict(zip(files, sequence_scores(model, [ids[f] for f in files], score=score,
                                              batch_tokens=batch_tokens, progress=progress)))
@@ -239,7 +254,8 @@ def evaluate_model(model_dir: str | os.PathLike, profile, run_root: str | os.Pat
             out["missing"][name] = str(data)
             continue
         result = evaluate_benchmark(model, speech_tokenizer, name, data, score=cfg.score,
-                                    batch_tokens=cfg.batch_tokens, progress=progress)
+                                    batch_tokens=cfg.batch_tokens, progress=progress,
+                                    units_cache=Path(run_root) / "units" / "benchmarks" / name)
         out["benchmarks"][name] = result.to_dict()
     if cfg.preference_heldout and (Path(run_root) / "units" / cfg.preference_heldout).exists():
         out["preference_heldout"] = preference_accuracy(model, Path(run_root) / "units" / cfg.preference_heldout,

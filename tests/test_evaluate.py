@@ -116,6 +116,27 @@ def test_evaluate_pairs_matches_by_id_whatever_the_order(model, speech_tokenizer
         evaluate_benchmark(model, speech_tokenizer, "swuggy", pair_folder)
 
 
+def test_units_kept_on_disk_are_reused_and_redone_when_the_audio_changes(model, speech_tokenizer, pair_folder,
+                                                                          tmp_path, monkeypatch):
+    from slamlib import evaluate
+
+    cache = tmp_path / "units-cache"
+    first = evaluate_benchmark(model, speech_tokenizer, "tsc", pair_folder, units_cache=cache)
+    assert len(list(cache.glob("units-*.json"))) == 1
+    evaluate._UNITS.clear()  # as in a new process
+    calls = []
+    real = speech_tokenizer.tokenize
+    monkeypatch.setattr(speech_tokenizer, "tokenize", lambda wavs: calls.append(len(wavs)) or real(wavs))
+    again = evaluate_benchmark(model, speech_tokenizer, "tsc", pair_folder, units_cache=cache)
+    assert calls == [] and again.accuracy == first.accuracy
+    assert np.allclose(again.per_pair.positive, first.per_pair.positive)
+    # a file written again (new modification time) is tokenized again, and only that one
+    wav = load_audio(pair_folder / "wavs" / "p0_neg.wav")
+    write_audio(pair_folder / "wavs" / "p0_neg.wav", wav[: len(wav) // 2])
+    evaluate_benchmark(model, speech_tokenizer, "tsc", pair_folder, units_cache=cache)
+    assert calls == [1]
+
+
 def test_salmon_layout(tmp_path, speech, model, speech_tokenizer):
     for part in ("speaker_consistency", "bg_alignment"):
         for i in range(2):
