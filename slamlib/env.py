@@ -6,10 +6,11 @@ and pip can run it straight from the repository root:
     python3 -m slamlib.env tutorial   # the tiny profile end to end, offline, on CPU
     python3 -m slamlib.env test       # the test suite
 
-It creates `.venv` (or `$SLAMLIB_VENV`), installs torch first (so that no other package pulls a
-different torch build), then everything else under `constraints.txt`, and records a stamp so that
-later calls skip installation until `constraints.txt` or `pyproject.toml` change. Extra arguments
-are passed on: `python3 -m slamlib.env test -k units`, `python3 -m slamlib.env tutorial --out DIR`.
+It creates `.venv` (or `$SLAMLIB_VENV`), installs torch first with pip (so that no other package
+pulls a different torch build), then everything else under `constraints.txt` with uv, and
+records a stamp so that later calls skip installation until `constraints.txt` or
+`pyproject.toml` change. Extra arguments are passed on: `python3 -m slamlib.env test -k units`,
+`python3 -m slamlib.env tutorial --out DIR`.
 """
 
 from __future__ import annotations
@@ -66,9 +67,17 @@ def ensure_environment() -> Path:
         _run([sys.executable, "-m", "venv", venv])
     pip = [python, "-m", "pip", "install", "--disable-pip-version-check"]
     # torch first: installing anything that depends on torch into an empty environment would
-    # otherwise pull the newest (CUDA) build instead of the pinned one.
-    _run(pip + [pinned("torch")])
-    _run(pip + ["-c", CONSTRAINTS, "-e", f"{ROOT}[dev]"])
+    # otherwise pull the newest (CUDA) build instead of the pinned one. pip takes it, so that a
+    # machine's own pip settings (a local copy of the wheel) apply.
+    _run(pip + [pinned("torch"), pinned("uv")])
+    # The rest with uv: the same pinned versions, installed in seconds instead of minutes; pip
+    # where uv fails (no registry it can reach, say).
+    rest = ["-c", CONSTRAINTS, "-e", f"{ROOT}[dev]"]
+    try:
+        _run([python, "-m", "uv", "pip", "install", "--python", python, *rest])
+    except subprocess.CalledProcessError:
+        print("uv failed; installing with pip instead", flush=True)
+        _run(pip + rest)
     stamp.write_text(_fingerprint())
     return python
 

@@ -85,3 +85,36 @@ def test_pipeline_lists_every_notebook():
     from slamlib.pipeline import NOTEBOOKS
 
     assert list(NOTEBOOKS) == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_environment_installs_torch_with_pip_then_the_rest_with_uv_or_pip(tmp_path, monkeypatch):
+    """The install order, without installing: torch (and uv) by pip first; the pinned rest by uv,
+    and by pip when uv fails; a stamp so that the next call installs nothing."""
+    import subprocess
+
+    from slamlib import env
+
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("")
+    monkeypatch.setenv("SLAMLIB_VENV", str(venv))
+    for uv_works in (True, False):
+        calls = []
+
+        def run(cmd, uv_works=uv_works):
+            calls.append([str(c) for c in cmd])
+            if "uv" in calls[-1][1:4] and not uv_works:
+                raise subprocess.CalledProcessError(2, cmd)
+
+        monkeypatch.setattr(env, "_run", run)
+        (venv / env.STAMP_NAME).unlink(missing_ok=True)
+        env.ensure_environment()
+        assert calls[0][1:4] == ["-m", "pip", "install"] and env.pinned("torch") in calls[0]
+        assert env.pinned("uv") in calls[0]
+        assert calls[1][1:5] == ["-m", "uv", "pip", "install"] and "-c" in calls[1]
+        assert len(calls) == (2 if uv_works else 3)
+        if not uv_works:
+            assert calls[2][1:4] == ["-m", "pip", "install"] and calls[2][-2:] == ["-e", f"{env.ROOT}[dev]"]
+        calls.clear()
+        env.ensure_environment()
+        assert calls == []  # stamped: nothing installed again
