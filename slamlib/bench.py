@@ -572,7 +572,7 @@ def bench_attention(device: str | None = None, repeats: int = 20) -> dict:
     dtype = torch.bfloat16 if gpu else torch.float32
     scale = 64 ** -0.5
     result = {"benchmark": "attention", "machine": machine(), "device": device, "dtype": str(dtype).replace("torch.", ""),
-              "kernel": cuda_kernel_name() if gpu else None, "checks": []}
+              "kernel": cuda_kernel_name() if gpu else "grouped (CPU)", "checks": []}
     q0 = _packed_attention_inputs(device, dtype, 0)[0]
     if gpu and _kernel(q0) is None:
         result["error"] = "no varlen kernel for these inputs here (needs torch >= 2.10 or flash-attn, and sm80+)"

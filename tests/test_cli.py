@@ -95,7 +95,7 @@ def test_bench_train_reports_throughput_beside_transformers_trainer():
     assert set(rows) == {"eager", "compiled", "compiled, 4 x 2", "transformers Trainer + DataCollatorWithFlattening"}
     assert rows["compiled, 4 x 2"]["micro_batch"] == 4 and rows["compiled, 4 x 2"]["grad_accum"] == 2
     assert all(r["tokens_per_second"] > 0 for r in rows.values())
-    assert rows["eager"]["config"] == "tiny" and rows["eager"]["attention"] == "sdpa"
+    assert rows["eager"]["config"] == "tiny" and rows["eager"]["attention"] == "slamlib_varlen"
     baseline = rows["transformers Trainer + DataCollatorWithFlattening"]
     best = max(r["tokens_per_second"] for name, r in rows.items() if r is not baseline)
     assert baseline["best_of_ours_over_this"] == round(best / baseline["tokens_per_second"], 2)
