@@ -112,7 +112,8 @@ def train_text_lm(profile, out_dir: str | os.PathLike, texts: list[str] | None =
     model = Qwen2ForCausalLM(config)
     train_cfg = dataclasses.replace(
         profile.train, context=cfg.context, batch_size=cfg.batch_size, grad_accum=1, lr=cfg.lr, min_lr=cfg.min_lr,
-        budget=f"{cfg.seconds}s", tokens=None, max_steps=None, eval_every=10**9, save_every=10**9, trackers=())
+        budget=f"{cfg.seconds}s" if cfg.seconds else None, tokens=None, max_steps=None if cfg.seconds else cfg.steps,
+        eval_every=10**9, save_every=10**9, trackers=())
     train_docs, valid_docs = docs.split(0.02, seed=profile.seed)
 
     def save(model, directory):

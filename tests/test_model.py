@@ -160,7 +160,7 @@ def test_char_tokenizer_round_trip():
 
 
 def test_char_text_lm_saves_a_loadable_tokenizer(tmp_path):
-    profile = get_profile("tiny", {"model.text_lm.seconds": 2, "model.text_lm.batch_size": 8,
+    profile = get_profile("tiny", {"model.text_lm.steps": 4, "model.text_lm.batch_size": 8,
                                    "model.text_lm.context": 64, "model.text_lm.vocabulary": "char"})
     summary = train_text_lm(profile, tmp_path / "text_lm", texts=["Tom saw a red kite.", "Mia saw a kite."] * 20,
                             progress=False)
@@ -172,7 +172,7 @@ def test_char_text_lm_saves_a_loadable_tokenizer(tmp_path):
 
 
 def test_tiny_text_lm_trains_and_is_reused(tmp_path):
-    profile = get_profile("tiny", {"model.text_lm.seconds": 4, "model.text_lm.batch_size": 8,
+    profile = get_profile("tiny", {"model.text_lm.steps": 8, "model.text_lm.batch_size": 8,
                                    "model.text_lm.context": 64})
     texts = [f"One day, {n} found a {c} kite. In the end, {n} was happy about the {c} kite."
              for n in ("Tom", "Mia", "Ben", "Ivy") for c in ("red", "blue", "green", "gold")] * 5
@@ -200,7 +200,7 @@ def test_init_and_train_commands(tmp_path, speech_tokenizer):
     speech_tokenizer.save(run.root / "speech_tokenizer")
     write_units(run.root / "units" / "spoken_stories")
     write_units(run.root / "units" / "read_speech", seed=1)
-    small = ["--set", "model.text_lm.seconds=3", "--set", "model.text_lm.context=64",
+    small = ["--set", "model.text_lm.steps=5", "--set", "model.text_lm.context=64",
              "--set", "model.architecture.hidden_size=32", "--set", "model.architecture.intermediate_size=64",
              "--set", "model.architecture.num_hidden_layers=1", "--set", "train.context=128",
              "--set", "train.batch_size=2", "--set", "train.probe_steps=2", "--set", "train.eval_every=4",

@@ -67,7 +67,7 @@ def test_notebook_03_synthetic_data(run_dir):
     assert m["heldout_overlap"] == 0
     assert m["benchmark_pairs"] == {"tsc": 20, "ssc": 20, "sblimp": 20} and m["preference_pairs"] == {"preference/heldout": 20, "preference/train": 20}
     assert set(m["corpora"]) == {"read_speech", "spoken_stories", "preference/train", "preference/heldout"}
-    assert m["corpora"]["spoken_stories"]["utterances"] == 48 and m["corpora"]["preference/train"]["utterances"] == 60
+    assert m["corpora"]["spoken_stories"]["utterances"] == 36 and m["corpora"]["preference/train"]["utterances"] == 60
     assert 5 < m["corpora"]["spoken_stories"]["units per second"] < 14
     assert m["speech_tokenizer"] == SpeechTokenizer.load(run_dir / "speech_tokenizer").fingerprint()
     assert (run_dir / "figures" / "03_corpus_lengths.png").stat().st_size > 10_000

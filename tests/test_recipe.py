@@ -10,6 +10,10 @@ interval at 1000 pairs is about 3 points; chance is 50):
 - DPO: held-out preference pairs (like the training pairs, never trained on) at least 5 points
   higher after DPO than before, and sBLIMP-style at most 5 points lower.
 
+The tiny profile trains for fixed numbers of steps, so these hold on a slow machine as on a fast
+one; only the time differs (about 20 minutes on the slower of our 2-core machines), and the whole
+run must stay under 25 minutes.
+
 README ("What the tiny run shows") reports what three seeds reach on 2 CPU cores."""
 
 import json
@@ -44,7 +48,7 @@ def test_the_tiny_recipe_learns(tmp_path):
     assert preference["after_dpo"] - preference["before_dpo"] >= 5, "DPO lifts held-out preference pairs"
     assert before["sblimp"] - after["sblimp"] <= 5, "DPO must not cost more than 5 points of sBLIMP-style"
     assert all(0 <= v <= 100 for v in [*after.values(), *before.values()])
-    assert metrics["total_seconds"] < 20 * 60
+    assert metrics["total_seconds"] < 25 * 60
     # what the run leaves behind is usable: the models evaluate through the command line
     for name in ("pretrained", "dpo"):
         assert (Path(metrics["models"][name]) / "config.json").exists()
