@@ -108,11 +108,11 @@ def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: tor
         starts = torch.tensor([s for s, _ in docs]).unsqueeze(1)
         lengths = torch.tensor([length for _, length in docs]).unsqueeze(1)
         offsets = torch.arange(padded).unsqueeze(0)
-        index = torch.where(offsets < lengths, starts + offsets, n)  # (documents, padded)
+        real = offsets < lengths
+        index = torch.where(real, starts + offsets, n)  # (documents, padded)
         grouped = [t[index].transpose(1, 2) for t in (qz, kz, vz)]  # (documents, heads, padded, dim)
         out = torch.nn.functional.scaled_dot_product_attention(
             *grouped, is_causal=True, scale=scale, enable_gqa=k.shape[1] != heads).transpose(1, 2)
-        real = offsets < lengths
         outputs.append(out[real])
         where.append(index[real])
     order = torch.empty(n, dtype=torch.long)

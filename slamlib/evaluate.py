@@ -100,23 +100,23 @@ def utterance_ids(speech_tokenizer, paths: Sequence[Path], progress: bool = Fals
     model on the same files, in this process or a later one, costs only the scoring."""
     paths = list(dict.fromkeys(paths))
     fingerprint = speech_tokenizer.fingerprint()
-    key = lambda p: (fingerprint, str(p), Path(p).stat().st_mtime_ns)  # noqa: E731
+    keys = {p: (fingerprint, str(p), Path(p).stat().st_mtime_ns) for p in paths}  # one stat a file
     cache = Path(cache_dir) / f"units-{fingerprint}.json" if cache_dir is not None else None
     if cache is not None and cache.exists():
         for path, (mtime, ids) in json.loads(cache.read_text()).items():
             _UNITS.setdefault((fingerprint, path, mtime), ids)
-    todo = [p for p in paths if key(p) not in _UNITS]
+    todo = [p for p in paths if keys[p] not in _UNITS]
     for start in progress_bar(range(0, len(todo), batch), desc="tokenizing", enabled=progress):
         chunk = todo[start : start + batch]
         for path, tokenized in zip(chunk, speech_tokenizer.tokenize([load_audio(p) for p in chunk])):
-            _UNITS[key(path)] = [int(i) for i in speech_tokenizer.unit_tokenizer.encode(tokenized.units)]
+            _UNITS[keys[path]] = [int(i) for i in speech_tokenizer.unit_tokenizer.encode(tokenized.units)]
     if cache is not None and todo:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        entries = {str(p): [key(p)[2], _UNITS[key(p)]] for p in paths}
+        entries = {str(p): [keys[p][2], _UNITS[keys[p]]] for p in paths}
         partial = cache.with_suffix(".partial")
         partial.write_text(json.dumps(entries))
         partial.replace(cache)  # a complete file or none
-    return {p: _UNITS[key(p)] for p in paths}
+    return {p: _UNITS[keys[p]] for p in paths}
 
 
 @dataclass
