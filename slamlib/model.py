@@ -4,6 +4,9 @@ TWIST initialisation (Hassid et al., 2023; the paper's §4.1) starts the speech 
 pretrained *text* LM: keep the transformer (every layer and the final norm), replace the text
 vocabulary with the unit vocabulary, and train on. The paper's ablation, random initialisation,
 builds the same architecture with fresh weights. Both come from `init_speech_lm`.
+`twist_parts` chooses what is copied: the paper copies every decoder weight ("all"); the tiny
+profile copies only the MLPs, because its text LM, a minute's training on a few thousand stories,
+has attention patterns for words that hurt a model of units (README, "TWIST on the tiny world").
 
 How the unit embeddings start: the text LM's embedding rows belong to text tokens and mean nothing
 for units, so by default every unit embedding is drawn afresh from the model's own initialiser
@@ -78,16 +81,13 @@ def parameter_table(model) -> "pd.DataFrame":
         if id(param) in seen:
             continue
         seen.add(id(param))
-        if "embed_tokens" in name:
-            group = "embeddings (tied to the output layer)" if model.config.tie_word_embeddings else "embeddings"
-        elif "lm_head" in name:
-            group = "output layer"
-        elif "self_attn" in name:
-            group = "attention"
-        elif "mlp" in name:
+        group = weight_part(name)
+        if group == "vocabulary":
+            tied = model.config.tie_word_embeddings
+            group = ("embeddings (tied to the output layer)" if tied else "embeddings") if "embed_tokens" in name \
+                else "output layer"
+        elif group == "mlp":
             group = "MLP"
-        else:
-            group = "norms"
         groups[group] = groups.get(group, 0) + param.numel()
     table = pd.DataFrame({"parameters": groups})
     table.loc["total"] = table.parameters.sum()
@@ -129,22 +129,44 @@ def init_speech_lm(model_cfg, n_units: int, *, init: str | None = None, base: st
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     if text_model is not None:
-        _transplant(text_model, model, model_cfg.unit_embeddings)
+        _transplant(text_model, model, model_cfg.unit_embeddings, model_cfg.twist_parts)
     model.config.slamlib_init = init  # recorded in config.json
     return model
 
 
-def _transplant(text_model, speech_model, unit_embeddings: str) -> None:
-    """Copy every weight except the vocabulary-sized ones; then set the unit embeddings."""
+TWIST_PARTS = ("attention", "mlp", "norms")
+
+
+def weight_part(name: str) -> str:
+    """Which part of a decoder a weight belongs to: "vocabulary" (embeddings, LM head),
+    "attention", "mlp" or "norms"."""
+    if name in ("model.embed_tokens.weight", "lm_head.weight"):
+        return "vocabulary"
+    if ".self_attn." in name:
+        return "attention"
+    if ".mlp." in name:
+        return "mlp"
+    if "norm" in name.rsplit(".", 2)[-2]:
+        return "norms"
+    raise ValueError(f"{name}: not a weight of a known decoder part ({', '.join(TWIST_PARTS)})")
+
+
+def _transplant(text_model, speech_model, unit_embeddings: str, parts=("all",)) -> None:
+    """Copy the text LM's weights of `parts` ("all", or some of "attention", "mlp", "norms"),
+    never the vocabulary-sized ones; then set the unit embeddings. Weights not copied keep the
+    random initialisation, identical to the random twin's drawn with the same seed."""
+    parts = set(TWIST_PARTS if "all" in parts else parts)
+    unknown = parts - set(TWIST_PARTS)
+    if unknown:
+        raise ValueError(f"model.twist_parts: unknown part(s) {sorted(unknown)}; choose from all, {', '.join(TWIST_PARTS)}")
     source = text_model.state_dict()
     target = speech_model.state_dict()
-    vocab_weights = {"model.embed_tokens.weight", "lm_head.weight"}
-    missing = [k for k in target if k not in vocab_weights and k not in source]
+    missing = [k for k in target if weight_part(k) != "vocabulary" and k not in source]
     if missing:
         raise ValueError(f"the text LM lacks weights the speech LM needs: {missing[:5]} (architectures differ)")
     with torch.no_grad():
         for name, tensor in target.items():
-            if name in vocab_weights:
+            if weight_part(name) not in parts:
                 continue
             if source[name].shape != tensor.shape:
                 raise ValueError(f"{name}: text LM shape {tuple(source[name].shape)} != {tuple(tensor.shape)}")

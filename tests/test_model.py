@@ -17,6 +17,7 @@ from slamlib.model import (
     parameter_table,
     prepare_initial_models,
     save_speech_lm,
+    weight_part,
 )
 from slamlib.profiles import ArchConfig, ModelConfig, get_profile
 from slamlib.runs import RunDir
@@ -87,6 +88,20 @@ def test_twist_keeps_the_transformer_and_replaces_the_vocabulary(text_lm_dir):
     assert twist.get_output_embeddings().weight.data_ptr() == twist.get_input_embeddings().weight.data_ptr()
     std = twist.get_input_embeddings().weight.std().item()
     assert 0.01 < std < 0.03  # N(0, initializer_range = 0.02)
+
+
+def test_twist_parts_copy_only_the_chosen_parts(text_lm_dir):
+    base = AutoModelForCausalLM.from_pretrained(text_lm_dir).state_dict()
+    mlp_only = init_speech_lm(dataclasses.replace(cfg(text_lm_dir), twist_parts=("mlp",)), 500, seed=1).state_dict()
+    random = init_speech_lm(cfg(text_lm_dir), 500, init="random", seed=1).state_dict()
+    parts = {weight_part(name) for name in mlp_only}
+    assert parts == {"vocabulary", "attention", "mlp", "norms"}
+    for name, tensor in mlp_only.items():
+        # the MLPs come from the text LM; everything else is the random twin's, weight for weight
+        assert torch.equal(tensor, base[name] if weight_part(name) == "mlp" else random[name]), name
+    with pytest.raises(ValueError, match="twist_parts.*'ffn'"):
+        init_speech_lm(dataclasses.replace(cfg(text_lm_dir), twist_parts=("ffn",)), 500)
+    assert get_profile("tiny").model.twist_parts == ("mlp",) and get_profile("slam").model.twist_parts == ("all",)
 
 
 def test_text_rows_option_copies_the_first_text_rows(text_lm_dir):
