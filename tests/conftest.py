@@ -79,3 +79,36 @@ def tiny_hubert_dir(tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+class TutorialRun:
+    """The tiny tutorial as a new user runs it (`python -m slamlib run --profile tiny`), once per
+    test session: the recipe test and the notebook tests read the same run folder."""
+
+    def __init__(self, root, result):
+        self.root, self.result = root, result
+
+    def metrics(self, step: str | None = None) -> dict:
+        import json
+
+        path = self.root / ("metrics.json" if step is None else f"metrics/{step}.json")
+        return json.loads(path.read_text())
+
+    def executed(self, notebook: str):
+        return self.root / "notebooks" / notebook
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = tmp_path_factory.mktemp("tutorial") / "run"
+    env = {**os.environ, "SLAMLIB_CACHE": str(tmp_path_factory.getbasetemp() / "slamlib-cache")}
+    result = subprocess.run([sys.executable, "-m", "slamlib", "run", "--profile", "tiny", "--out", str(root)],
+                            cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True, text=True,
+                            timeout=40 * 60)
+    if result.returncode != 0:
+        pytest.fail("the tiny tutorial failed:\n" + result.stdout[-3000:] + result.stderr[-3000:])
+    return TutorialRun(root, result)
