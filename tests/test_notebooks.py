@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from slamlib.pipeline import NOTEBOOK_DIR, NotebookFailed, run_notebook, run_tutorial
-from slamlib.tokenization import SpeechTokenizer
+from slamlib.tokenization.speech_tokenizer import SpeechTokenizer
 
 pytestmark = pytest.mark.notebook
 
