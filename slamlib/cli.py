@@ -48,9 +48,8 @@ def _is_audio_folder(path: Path) -> bool:
 
 def cmd_tokenize(args) -> dict:
     from slamlib import hub
-    from slamlib.tokenization import (
-        SpeechTokenizer, dataset_items, folder_items, load_or_build_speech_tokenizer, tokenize_corpus,
-    )
+    from slamlib.tokenization.corpus import dataset_items, folder_items, tokenize_corpus
+    from slamlib.tokenization.speech_tokenizer import SpeechTokenizer, load_or_build_speech_tokenizer
 
     profile = _profile(args)
     out = Path(args.out)
@@ -89,9 +88,9 @@ def cmd_tokenize(args) -> dict:
 
 
 def cmd_synth(args) -> dict:
+    from slamlib.data.synth import prepare_data, scaled
     from slamlib.runs import RunDir
-    from slamlib.synth import prepare_data, scaled
-    from slamlib.tokenization import SpeechTokenizer
+    from slamlib.tokenization.speech_tokenizer import SpeechTokenizer
 
     profile = scaled(_profile(args), args.scale)
     run = RunDir(args.out)
@@ -116,18 +115,19 @@ def cmd_init(args) -> dict:
         return {"command": "init", "profile": profile.name, "dry_run": True, "parameters": result["parameters"],
                 "config": result["config"]}
     from slamlib.runs import RunDir
-    from slamlib.tokenization import SpeechTokenizer
+    from slamlib.text_lm import prepare_initial_models
+    from slamlib.tokenization.speech_tokenizer import SpeechTokenizer
 
     run = RunDir(args.out)
     tokenizer = SpeechTokenizer.load(run.require("speech_tokenizer", "01_tokenization.ipynb"), device="cpu")
-    paths = model.prepare_initial_models(profile, run, tokenizer, inits=args.inits, progress=not args.quiet)
+    paths = prepare_initial_models(profile, run, tokenizer, inits=args.inits, progress=not args.quiet)
     counts = {name: model.count_parameters(model.load_speech_lm(path)[0]) for name, path in paths.items()}
     return {"command": "init", "profile": profile.name, "models": {k: str(v) for k, v in paths.items()},
             "parameters": counts}
 
 
 def cmd_train(args) -> dict:
-    from slamlib.train import pretrain, training_folders
+    from slamlib.train.pretrain import pretrain, training_folders
 
     profile = _profile(args)
     if profile.train is None:
@@ -182,7 +182,8 @@ def cmd_generate(args) -> dict:
     from slamlib.evaluate import generate_continuation
     from slamlib.model import load_speech_lm
     from slamlib.profiles import GenerationConfig
-    from slamlib.vocoder import GriffinLimVocoder, load_vocoder
+    from slamlib.vocoders.base import load_vocoder
+    from slamlib.vocoders.griffin_lim import GriffinLimVocoder
 
     model, speech_tokenizer = load_speech_lm(args.model, device=args.device)
     vocoder = load_vocoder(speech_tokenizer, device=args.device)
@@ -203,29 +204,45 @@ def cmd_generate(args) -> dict:
 
 
 def cmd_bench(args) -> dict:
-    from slamlib import bench
-
     what = args.what
     if what == "tokenize":
-        return bench.bench_tokenize(seconds=args.seconds, devices=args.device, audio=args.audio)
+        from slamlib.bench.tokenize import bench_tokenize
+
+        return bench_tokenize(seconds=args.seconds, devices=args.device, audio=args.audio)
     if what == "train":
-        return bench.bench_train(devices=args.device, steps=args.steps or 10, compare=not args.no_compare,
-                                 compile=args.compile, micro_batches=args.micro_batch)
+        from slamlib.bench.train import bench_train
+
+        return bench_train(devices=args.device, steps=args.steps or 10, compare=not args.no_compare,
+                           compile=args.compile, micro_batches=args.micro_batch)
     if what == "eval":
-        return bench.bench_eval(devices=args.device, pairs=args.pairs, batch_tokens=args.batch_tokens)
+        from slamlib.bench.eval import bench_eval
+
+        return bench_eval(devices=args.device, pairs=args.pairs, batch_tokens=args.batch_tokens)
     one = args.device[0] if args.device else None
     if what == "ceilings":
-        return bench.bench_ceilings(devices=args.device)
+        from slamlib.bench.ceilings import bench_ceilings
+
+        return bench_ceilings(devices=args.device)
     if what == "attention":
-        return bench.bench_attention(one)
+        from slamlib.bench.attention import bench_attention
+
+        return bench_attention(one)
     if what == "profile":
-        return bench.bench_profile(one, steps=args.steps or 3, compile=args.compile)
+        from slamlib.bench.profile import bench_profile
+
+        return bench_profile(one, steps=args.steps or 3, compile=args.compile)
     if what == "precision":
-        return bench.bench_precision(one, steps=args.steps or 30)
+        from slamlib.bench.precision import bench_precision
+
+        return bench_precision(one, steps=args.steps or 30)
     if what == "memory":
-        return bench.bench_memory(args.gib, compile=args.compile, checkpointing=args.checkpointing)
+        from slamlib.bench.memory import bench_memory
+
+        return bench_memory(args.gib, compile=args.compile, checkpointing=args.checkpointing)
     if what == "gpu":
-        return bench.bench_gpu(out=args.out, audio=args.audio, steps=args.steps or 6, only=args.section)
+        from slamlib.bench.gpu import bench_gpu
+
+        return bench_gpu(out=args.out, audio=args.audio, steps=args.steps or 6, only=args.section)
     raise SystemExit(f"unknown benchmark {what!r}")
 
 
@@ -306,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu to force the CPU")
     p.set_defaults(func=cmd_dpo)
 
-    from slamlib.benchmarks import BENCHMARKS
+    from slamlib.data.benchmarks import BENCHMARKS
 
     p = sub.add_parser("eval", help="accuracy of a speech LM on a pairwise benchmark")
     p.add_argument("--model", required=True, help="a speech LM directory (it carries its speech tokenizer) or hub id")

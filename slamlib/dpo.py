@@ -1,7 +1,7 @@
 """Preference optimisation (DPO) of a speech LM on spoken preference pairs, through TRL.
 
 The pairs are SpokenSwag-style: a prompt, a chosen continuation and a rejected one, each an
-utterance tokenized into units (`slamlib.corpora.read_preference_units`). TRL's DPOTrainer works on
+utterance tokenized into units (`slamlib.data.corpora.read_preference_units`). TRL's DPOTrainer works on
 strings through a tokenizer, so each pair is written as unit strings for the unit tokenizer
 (`UnitTokenizer.to_hf()`, SlamKit's ids): prompt = `<S>` + prompt units, chosen and rejected =
 their units + `<S>`. The model sees `<S> prompt chosen <S>`, exactly the sequence it would score.
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from slamlib.units import UnitTokenizer
+from slamlib.tokenization.units import UnitTokenizer
 
 CHECKED_PAIRS = 8
 
@@ -37,7 +37,7 @@ CHECKED_PAIRS = 8
 def preference_rows(units_dir: str | os.PathLike, unit_tokenizer: UnitTokenizer) -> list[dict]:
     """The pairs of a preference units folder as TRL's prompt / chosen / rejected strings (with
     their unit lists, to check what TRL makes of the strings)."""
-    from slamlib.corpora import read_preference_units
+    from slamlib.data.corpora import read_preference_units
 
     pairs = read_preference_units(units_dir)
     if pairs.empty:
@@ -151,7 +151,7 @@ def train_dpo(model_dir: str | os.PathLike, train_units: str | os.PathLike, cfg,
     """DPO from a saved speech LM; the result is saved in out_dir as a speech LM directory (with
     its speech tokenizer) and `dpo_log.jsonl`. A finished run is not redone."""
     from slamlib.model import load_speech_lm, save_speech_lm
-    from slamlib.train import parse_duration
+    from slamlib.train.schedule import parse_duration
 
     out = Path(out_dir)
     done = out / "dpo_summary.json"

@@ -28,11 +28,10 @@ import pandas as pd
 import torch
 
 from slamlib.audio import SAMPLE_RATE, load_audio
-from slamlib.benchmarks import BENCHMARKS, Pair, read_pairs
+from slamlib.data.benchmarks import BENCHMARKS, Pair, read_pairs
 from slamlib.profiles import GenerationConfig
 from slamlib.progress import progress as progress_bar
-from slamlib.units import BOS_ID, EOS_ID, PAD_ID
-
+from slamlib.tokenization.units import BOS_ID, EOS_ID, PAD_ID
 
 # --- scoring -------------------------------------------------------------------------------------
 
@@ -180,8 +179,8 @@ def preference_accuracy(model, units_dir: str | os.PathLike, *, score: str = "me
                         unit_tokenizer=None) -> dict:
     """Percent of preference pairs whose prompt + chosen scores above prompt + rejected (whole
     sequences `<S> prompt continuation <S>`, as a benchmark pair is scored)."""
-    from slamlib.corpora import read_preference_units
-    from slamlib.units import UnitTokenizer
+    from slamlib.data.corpora import read_preference_units
+    from slamlib.tokenization.units import UnitTokenizer
 
     pairs = read_preference_units(units_dir)
     tok = unit_tokenizer or UnitTokenizer(model.config.vocab_size - 2)

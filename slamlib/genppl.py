@@ -31,9 +31,9 @@ import torch
 
 from slamlib import hub
 from slamlib.audio import SAMPLE_RATE
-from slamlib.features import resolve_device
 from slamlib.metrics import auto_bleu_gslm, auto_bleu_slamkit
 from slamlib.progress import progress
+from slamlib.tokenization.features import resolve_device
 
 DEFAULT_ASR_MODEL = "openai/whisper-large-v3-turbo"  # REFERENCE §6: the paper's transcriber
 DEFAULT_JUDGE_MODEL = "meta-llama/Llama-3.2-1B"  # REFERENCE §6: the paper's judge LM

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from slamlib.units import BOS_ID, EOS_ID, PAD_ID, UnitTokenizer
+from slamlib.tokenization.units import BOS_ID, EOS_ID, PAD_ID, UnitTokenizer
 
 SPEECH_TOKENIZER_DIR = "speech_tokenizer"
 
@@ -204,7 +204,7 @@ def load_speech_lm(ref: str | os.PathLike, *, device="cpu", dtype=torch.float32,
     from transformers import AutoModelForCausalLM
 
     from slamlib import hub
-    from slamlib.tokenization import SpeechTokenizer, build_speech_tokenizer
+    from slamlib.tokenization.speech_tokenizer import SpeechTokenizer, build_speech_tokenizer
 
     path = hub.resolve_model(str(ref), what="speech language model")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
@@ -235,23 +235,3 @@ def dry_run(profile) -> dict:
     model = build_on_meta(config)
     return {"config": describe(config), "parameters": count_parameters(model),
             "table": parameter_table(model)}
-
-
-def prepare_initial_models(profile, run, speech_tokenizer, *, inits=("twist", "random"), progress: bool = True,
-                           callbacks=()) -> dict[str, Path]:
-    """Notebook 02 in one call: the text LM to start from (trained first, for a profile that has
-    none on a hub), then one saved speech LM per initialisation, in RUN_DIR/models/init_<name>."""
-    import json
-
-    from slamlib.text_lm import prepare_base_lm
-
-    base = prepare_base_lm(profile, run, progress=progress, callbacks=callbacks)
-    out = {}
-    for init in inits:
-        directory = run.root / "models" / f"init_{init}"
-        if not (directory / "config.json").exists():
-            model = init_speech_lm(profile.model, speech_tokenizer.n_units, init=init, base=base, seed=profile.seed)
-            save_speech_lm(model, directory, speech_tokenizer)
-            (directory / "init.json").write_text(json.dumps({"init": init, "base": str(base)}, indent=2) + "\n")
-        out[init] = directory
-    return out

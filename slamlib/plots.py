@@ -17,8 +17,9 @@ def plot_tokenization(wav: np.ndarray, tokenized, title: str = "", max_labels: i
     """Waveform, log-mel spectrogram (100 frames/s) and unit sequence on one time axis.
 
     Each deduplicated unit is drawn as a span covering the frames it stands for, labelled with
-    its unit number (when there is room). `tokenized` is a `slamlib.tokenization.Tokenized`."""
-    from slamlib.features import LogMelConfig, LogMelExtractor
+    its unit number (when there is room). `tokenized` is a `slamlib.tokenization.speech_tokenizer.Tokenized`."""
+    from slamlib.profiles import LogMelConfig
+    from slamlib.tokenization.features import LogMelExtractor
 
     display = LogMelConfig(n_mels=80, frame_rate=100.0, stack=1, cmn=False)
     log_mel = LogMelExtractor(display, device="cpu").log_mel([wav])[0].numpy()
@@ -216,7 +217,7 @@ def plot_packed_rows(batch: dict, n_rows: int = 4):
     at each document's first token (never a target), and the position ids restarting there."""
     import matplotlib.colors as mcolors
 
-    from slamlib.units import PAD_ID
+    from slamlib.tokenization.units import PAD_ID
 
     positions = batch["position_ids"][:n_rows].numpy()
     padding = batch["input_ids"][:n_rows].numpy() == PAD_ID

@@ -13,12 +13,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from slamlib.features import HubertConfig, LogMelConfig
-from slamlib.tts import Voice
+from slamlib.audio import SAMPLE_RATE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data"
@@ -30,6 +29,76 @@ TWIST_KMEANS_500 = (
     "mhubert_base_25hz_cp_mls_cv_sp_fisher_L11_km500.bin"
 )
 
+
+# --- features and voices (the settings of slamlib.tokenization.features and slamlib.data.tts) ---
+
+@dataclass(frozen=True)
+class LogMelConfig:
+    """Log-mel features. `frame_rate` is the rate after stacking `stack` consecutive frames, so
+    the STFT hop is sample_rate / (frame_rate * stack) samples (160 = 10 ms for the defaults)."""
+
+    n_mels: int = 80
+    frame_rate: float = 50.0
+    stack: int = 2
+    win_ms: float = 25.0
+    f_min: float = 20.0
+    f_max: float = 7600.0
+    floor: float = 1e-6  # added to mel power before the log; keeps digital silence finite
+    cmn: bool = True  # subtract each utterance's mean per mel bin: less voice, more phone
+    context: int = 1  # frames (after stacking) seen by each frame, centred; the rate stays the same
+
+    kind = "logmel"
+
+    @property
+    def hop(self) -> int:
+        hop = SAMPLE_RATE / (self.frame_rate * self.stack)
+        if abs(hop - round(hop)) > 1e-9:
+            raise ValueError(
+                f"frame_rate={self.frame_rate} with stack={self.stack} gives a hop of {hop} samples;"
+                " choose values whose hop is a whole number of samples"
+            )
+        return int(round(hop))
+
+    @property
+    def win(self) -> int:
+        return int(round(SAMPLE_RATE * self.win_ms / 1000))
+
+    @property
+    def n_fft(self) -> int:
+        return 1 << (self.win - 1).bit_length()
+
+    @property
+    def dim(self) -> int:
+        return self.n_mels * self.stack * self.context
+
+
+@dataclass(frozen=True)
+class HubertConfig:
+    """A transformers HubertModel and the layer whose hidden states become features.
+
+    `pad_samples` zeros are added on both sides of every waveform before the encoder, as SlamKit
+    does for mHuBERT-25Hz, so that units line up with the published k-means and vocoder."""
+
+    model: str = "slprl/mhubert-base-25hz"
+    layer: int = 11
+    pad_samples: int = 40
+    normalize: bool = False  # per-utterance zero mean / unit variance (not used by mHuBERT-25Hz)
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; or "fp32" / "bf16"
+
+    kind = "hubert"
+
+
+@dataclass(frozen=True)
+class Voice:
+    name: str = "en-us"
+    rate: int = 175  # words per minute (espeak's range is about 80-450)
+    pitch: int = 50  # 0-100
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.rate}wpm/p{self.pitch}"
+
+
+# --- the stages' settings ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class TokenizerConfig:
@@ -63,7 +132,7 @@ class SpeechSampleConfig:
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """The tiny world's synthetic corpora (`slamlib.synth`): how many of each, and who reads them."""
+    """The tiny world's synthetic corpora (`slamlib.data.synth`): how many of each, and who reads them."""
 
     n_stories: int = 4000  # single-voice spoken stories (sTinyStories stand-in)
     n_read: int = 2000  # multi-voice read utterances (LibriSpeech stand-in)
@@ -171,7 +240,7 @@ class TrainConfig:
     # (`bench train --compile`), which a budget of a few minutes does not earn back.
     compile: bool = False
     prefetch: int = 2  # steps whose batches are collated ahead, in a background thread (0: in the loop)
-    # attention while training: "auto" is per-document (slamlib.attention's varlen): FlashAttention
+    # attention while training: "auto" is per-document (slamlib.train.attention's varlen): FlashAttention
     # on a CUDA GPU, documents grouped by length on a CPU; or "varlen", "sdpa", "eager", "flash_attention_2"
     attention: str = "auto"
     # recompute each layer's activations in the backward pass: about a third more compute for a

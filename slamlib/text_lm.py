@@ -5,6 +5,10 @@ text LM of the same family (Qwen2) and the same shape as its speech LM on the ti
 texts (stories, read sentences, preference prompts and chosen endings; never a held-out text), for
 a minute or two, with a word-level vocabulary. It is saved as an ordinary transformers model with
 its tokenizer, so `init_speech_lm` treats it exactly as it treats a hub model.
+
+`prepare_initial_models` is notebook 02 in one call: this text LM (or the profile's hub model),
+then one speech LM per initialisation. It lives here, above the trainer and `slamlib.model`,
+because it calls both; `slamlib.model` itself knows nothing of how a text LM is made.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 from slamlib.metrics import word_tokens
+from slamlib.model import init_speech_lm, save_speech_lm
 
 SPECIAL = ("<pad>", "<s>", "<unk>")  # ids 0, 1, 2: pad, BOS/EOS (as the unit vocabulary), unknown
 
@@ -73,7 +78,7 @@ VOCABULARIES = {"word": (word_vocabulary, word_tokenizer), "char": (char_vocabul
 
 def training_texts(profile) -> list[str]:
     """The tiny world's training texts (the same seed gives the same texts as notebook 03 speaks)."""
-    from slamlib.synth import make_texts
+    from slamlib.data.synth import make_texts
 
     texts = make_texts(profile.data.synthetic, profile.seed)
     return ([s.text for s in texts.stories] + texts.read_speech
@@ -86,7 +91,8 @@ def train_text_lm(profile, out_dir: str | os.PathLike, texts: list[str] | None =
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from slamlib.train import Documents, Trainer
+    from slamlib.train.packing import Documents
+    from slamlib.train.trainer import Trainer
 
     out = Path(out_dir)
     cfg, arch = profile.model.text_lm, profile.model.architecture
@@ -138,6 +144,22 @@ def prepare_base_lm(profile, run, *, progress: bool = True, callbacks=()) -> str
     return str(out)
 
 
+def prepare_initial_models(profile, run, speech_tokenizer, *, inits=("twist", "random"), progress: bool = True,
+                           callbacks=()) -> dict[str, Path]:
+    """Notebook 02 in one call: the text LM to start from (trained first, for a profile that has
+    none on a hub), then one saved speech LM per initialisation, in RUN_DIR/models/init_<name>."""
+    base = prepare_base_lm(profile, run, progress=progress, callbacks=callbacks)
+    out = {}
+    for init in inits:
+        directory = run.root / "models" / f"init_{init}"
+        if not (directory / "config.json").exists():
+            model = init_speech_lm(profile.model, speech_tokenizer.n_units, init=init, base=base, seed=profile.seed)
+            save_speech_lm(model, directory, speech_tokenizer)
+            (directory / "init.json").write_text(json.dumps({"init": init, "base": str(base)}, indent=2) + "\n")
+        out[init] = directory
+    return out
+
+
 def text_continuation(base: str, prompt: str, max_new_tokens: int = 12) -> str:
     """The text LM's greedy continuation of a prompt, for a look at what it learned."""
     import torch
@@ -146,7 +168,7 @@ def text_continuation(base: str, prompt: str, max_new_tokens: int = 12) -> str:
     from slamlib import hub
 
     path = hub.resolve_model(str(base), what="text LM")
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(path)  # not AutoTokenizer: see slamlib.units
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(path)  # not AutoTokenizer: see slamlib.tokenization.units
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     if tokenizer.bos_token_id is not None:

@@ -41,8 +41,8 @@ def no_network(monkeypatch, tmp_path_factory):
 @pytest.fixture(scope="session")
 def speech():
     """A few seconds of espeak speech per voice: a list of (text, voice, waveform)."""
+    from slamlib.data.tts import EspeakTTS
     from slamlib.profiles import TINY_VOICES
-    from slamlib.tts import EspeakTTS
 
     tts = EspeakTTS()
     texts = ["The small boat drifted toward the shore.", "Please close the window.",

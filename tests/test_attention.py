@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from slamlib import attention
-from slamlib.attention import VARLEN, document_ids, varlen_attention_forward
-from slamlib.train import Documents, collate, pack
+from slamlib.train import attention
+from slamlib.train.attention import VARLEN, document_ids, varlen_attention_forward
+from slamlib.train.packing import Documents, collate, pack
 
 
 def per_document(query, key, value, cu, scale):
@@ -125,7 +125,7 @@ def test_training_chooses_its_attention_and_saves_a_plain_checkpoint(tmp_path):
 
     from slamlib.model import init_speech_lm, save_speech_lm
     from slamlib.profiles import get_profile
-    from slamlib.train import Trainer
+    from slamlib.train.trainer import Trainer
 
     profile = get_profile("tiny")
     assert attention.choose("auto", "cpu") == VARLEN and attention.choose("sdpa", "cpu") == "sdpa"

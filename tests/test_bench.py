@@ -4,18 +4,19 @@ import numpy as np
 import pytest
 import torch
 
-from slamlib import bench
-from slamlib.attention import VARLEN
 from slamlib.audio import audio_duration, list_audio_files, write_audio
+from slamlib.bench import attention, ceilings, gpu, memory, precision, setup, tokenize
+from slamlib.bench import profile as step_profile
+from slamlib.train.attention import VARLEN
 
 
 def test_ceilings_measure_a_matrix_product_and_a_copy():
-    row = bench.bench_ceilings(["cpu"])["results"][0]
+    row = ceilings.bench_ceilings(["cpu"])["results"][0]
     assert row["dtype"] == "float32" and row["matmul_tflops square"] > 0 and row["copy_tb_per_s"] > 0
 
 
 def test_profile_splits_a_step_by_kind_of_operation():
-    result = bench.bench_profile("cpu", steps=1)
+    result = step_profile.bench_profile("cpu", steps=1)
     categories = result["by_category_seconds_per_step"]
     assert {"matrix products", "attention", "cross-entropy"} <= set(categories)
     assert sum(categories.values()) == pytest.approx(result["cpu_seconds_per_step"], rel=0.01)
@@ -24,7 +25,7 @@ def test_profile_splits_a_step_by_kind_of_operation():
 
 
 def test_attention_bench_checks_against_float64_and_times_three_paths():
-    result = bench.bench_attention("cpu", repeats=1)
+    result = attention.bench_attention("cpu", repeats=1)
     assert result["within_tolerance"] and len(result["checks"]) == 3
     assert all(0 < c["out"] < 1e-5 and 0 < c["dq"] < 1e-5 for c in result["checks"])  # float32 against float64
     assert set(result["forward_backward_ms"]) == {"varlen (training's path)", "sdpa, block-diagonal mask",
@@ -39,25 +40,25 @@ def test_attention_bench_checks_against_float64_and_times_three_paths():
                                            ("triton_poi_fused_add_mul_0", "compiled kernels"),
                                            ("aten::rsqrt", "elementwise, norms, other")])
 def test_profile_categories(name, category):
-    assert bench._category(name) == category
+    assert step_profile._category(name) == category
 
 
 def test_bf16_follows_fp32_on_a_short_run():
-    from slamlib.profiles import get_profile
-
     import dataclasses
 
-    profile, n_units, model_cfg = bench._bench_profile("cpu")
+    from slamlib.profiles import get_profile
+
+    profile, n_units, model_cfg = setup.profile_for("cpu")
     cfg = dataclasses.replace(get_profile("tiny").train, context=256, batch_size=4)  # a quarter of the tokens
-    docs = bench._bench_docs(n_units, 40, 256, tokens=cfg.context * cfg.batch_size * 30, learnable=True)
-    curves = bench.precision_curves(model_cfg, n_units, docs, cfg, "cpu", steps=12)
+    docs = setup.bench_docs(n_units, 40, 256, tokens=cfg.context * cfg.batch_size * 30, learnable=True)
+    curves = precision.precision_curves(model_cfg, n_units, docs, cfg, "cpu", steps=12)
     assert len(curves["fp32"]) == len(curves["bf16"]) == 12
     assert curves["fp32"] != curves["bf16"]  # bf16 really ran
     assert curves["loss_drop_fp32"] > 0.1 and curves["max_relative_difference"] < 0.02
 
 
 def test_learnable_bench_documents_follow_a_sparse_chain():
-    docs = bench._bench_docs(500, 20, 40, tokens=4000, learnable=True)
+    docs = setup.bench_docs(500, 20, 40, tokens=4000, learnable=True)
     pairs = {}
     for i in range(len(docs)):
         doc = docs[i][1:-1]
@@ -70,20 +71,20 @@ def test_a_folder_of_audio_stands_in_for_speech(tmp_path):
     rng = np.random.default_rng(0)
     for name in ("a.wav", "b.flac"):
         write_audio(tmp_path / "src" / name, (0.1 * rng.standard_normal(16000)).astype(np.float32))
-    folder = bench.speech_folder(tmp_path / "bench", 3.5, source=tmp_path / "src")
+    folder = tokenize.speech_folder(tmp_path / "bench", 3.5, source=tmp_path / "src")
     files = list_audio_files(folder)
     assert len(files) == 4 and sum(audio_duration(f) for f in files) == pytest.approx(4.0)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no audio"):
-        bench.speech_folder(tmp_path / "x", 1, source=tmp_path / "empty")
+        tokenize.speech_folder(tmp_path / "x", 1, source=tmp_path / "empty")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")
 def test_the_gpu_benchmarks_say_they_need_a_gpu():
     with pytest.raises(SystemExit, match="needs a CUDA GPU"):
-        bench.bench_gpu()
+        gpu.bench_gpu()
     with pytest.raises(SystemExit, match="needs a CUDA GPU"):
-        bench.bench_memory()
+        memory.bench_memory()
 
 
 def test_gpu_summary_names_failed_sections_and_the_numbers():
@@ -94,6 +95,6 @@ def test_gpu_summary_names_failed_sections_and_the_numbers():
                   "section_seconds": 60.0},
         "memory 24 GiB": {"fits": True, "peak_allocated_gib": 17.0, "peak_reserved_gib": 18.0, "section_seconds": 20.0},
         "tokenize": {"error": "ModuleNotFoundError: No module named 'soundfile'", "section_seconds": 0.1}}}
-    text = bench.gpu_summary(report)
+    text = gpu.gpu_summary(report)
     assert "tokenize: FAILED ModuleNotFoundError" in text and "150000 tokens/s, MFU 0.34" in text
     assert "memory 24 GiB: fits = True" in text and "matmul_tflops square 790.0" in text

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from slamlib.audio import write_audio
-from slamlib.benchmarks import BenchmarkFormatError, Pair, read_pairs, write_pairs
+from slamlib.data.benchmarks import BenchmarkFormatError, Pair, read_pairs, write_pairs
 
 
 def wav(path, seed=0):

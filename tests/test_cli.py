@@ -51,7 +51,7 @@ def test_profile_command():
 
 
 def test_bench_tokenize_reports_speed():
-    from slamlib.bench import bench_tokenize
+    from slamlib.bench.tokenize import bench_tokenize
 
     report = bench_tokenize(seconds=3, devices=["cpu"])
     assert {r["tokenizer"] for r in report["results"]} == {"logmel+kmeans500 (tiny)", "hubert25hz+kmeans500"}
@@ -88,7 +88,7 @@ def test_slam_console_script_is_the_same_cli():
 
 @pytest.mark.slow
 def test_bench_train_reports_throughput_beside_transformers_trainer():
-    from slamlib.bench import bench_train, train_flops_per_token
+    from slamlib.bench.train import bench_train, train_flops_per_token
 
     report = bench_train(devices=["cpu"], steps=1, compare=True, compile=True, micro_batches=[4])
     rows = {r["variant"]: r for r in report["results"]}

@@ -7,12 +7,13 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import Audio, Features, List, Value
 
-from slamlib.corpora import load_hub_corpus, read_preference_units, tokenize_audio_corpus
+from slamlib.data.corpora import load_hub_corpus, read_preference_units, tokenize_audio_corpus
+from slamlib.data.synth import flac, prepare_data
 from slamlib.hub import AssetUnavailableError
 from slamlib.profiles import DataConfig, HubCorpus, get_profile
 from slamlib.runs import RunDir
-from slamlib.synth import flac, prepare_data
-from slamlib.tokenization import build_speech_tokenizer, read_units
+from slamlib.tokenization.corpus import read_units
+from slamlib.tokenization.speech_tokenizer import build_speech_tokenizer
 
 AUDIO = Audio(sampling_rate=16_000)
 SCHEMAS = {

@@ -16,7 +16,7 @@ from slamlib.dpo import (
 )
 from slamlib.model import init_speech_lm, load_speech_lm, save_speech_lm
 from slamlib.profiles import ArchConfig, ModelConfig, get_profile
-from slamlib.tokenization import build_speech_tokenizer
+from slamlib.tokenization.speech_tokenizer import build_speech_tokenizer
 
 ARCH = ArchConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, vocab_size=40, max_position_embeddings=512)

@@ -1,4 +1,3 @@
-import random
 
 import numpy as np
 import pandas as pd
@@ -6,11 +5,10 @@ import pytest
 import torch
 
 from slamlib.audio import load_audio, write_audio
-from slamlib.benchmarks import BenchmarkFormatError, read_pairs, write_pairs
+from slamlib.data.benchmarks import BenchmarkFormatError, read_pairs, write_pairs
 from slamlib.evaluate import (
     continue_units,
     evaluate_benchmark,
-    evaluate_pairs,
     generate_continuation,
     generative_metrics,
     interval95,
@@ -23,8 +21,8 @@ from slamlib.evaluate import (
 from slamlib.model import init_speech_lm, save_speech_lm
 from slamlib.profiles import ArchConfig, GenerationConfig, ModelConfig, get_profile
 from slamlib.report import PAPER_ROWS, results_table, to_markdown
-from slamlib.tokenization import build_speech_tokenizer
-from slamlib.vocoder import load_vocoder
+from slamlib.tokenization.speech_tokenizer import build_speech_tokenizer
+from slamlib.vocoders.base import load_vocoder
 
 ARCH = ArchConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, vocab_size=40, max_position_embeddings=512)

@@ -1,18 +1,17 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_hubert_config
-from slamlib.features import (
-    HubertConfig,
+
+from slamlib.profiles import HubertConfig, LogMelConfig
+from slamlib.tokenization.features import (
     HubertExtractor,
-    LogMelConfig,
     LogMelExtractor,
     features_config_from_dict,
     features_config_to_dict,
     mel_filterbank,
 )
-from slamlib.kmeans import KMeans
+from slamlib.tokenization.kmeans import KMeans
 
 
 def test_logmel_shape_and_frame_rate():

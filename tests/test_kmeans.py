@@ -7,7 +7,7 @@ import torch
 from sklearn.cluster import KMeans as SkKMeans
 
 from slamlib.hub import AssetUnavailableError
-from slamlib.kmeans import KMeans, fit_kmeans, load_kmeans, load_sklearn_kmeans
+from slamlib.tokenization.kmeans import KMeans, fit_kmeans, load_kmeans, load_sklearn_kmeans
 
 
 def test_assignment_equals_brute_force():

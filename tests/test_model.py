@@ -15,15 +15,21 @@ from slamlib.model import (
     init_speech_lm,
     load_speech_lm,
     parameter_table,
-    prepare_initial_models,
     save_speech_lm,
     weight_part,
 )
 from slamlib.profiles import ArchConfig, ModelConfig, get_profile
 from slamlib.runs import RunDir
-from slamlib.text_lm import char_tokenizer, char_vocabulary, train_text_lm, word_tokenizer, word_vocabulary
-from slamlib.tokenization import build_speech_tokenizer
-from slamlib.train import read_log
+from slamlib.text_lm import (
+    char_tokenizer,
+    char_vocabulary,
+    prepare_initial_models,
+    train_text_lm,
+    word_tokenizer,
+    word_vocabulary,
+)
+from slamlib.tokenization.speech_tokenizer import build_speech_tokenizer
+from slamlib.train.checkpoints import read_log
 
 ARCH = ArchConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, vocab_size=300, max_position_embeddings=256)

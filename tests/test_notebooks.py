@@ -10,7 +10,7 @@ import pytest
 
 from slamlib.pipeline import NOTEBOOK_DIR, NotebookFailed, run_notebook, run_tutorial
 from slamlib.profiles import get_profile
-from slamlib.tokenization import SpeechTokenizer
+from slamlib.tokenization.speech_tokenizer import SpeechTokenizer
 
 pytestmark = pytest.mark.notebook
 

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 
-from slamlib.features import HubertConfig, LogMelConfig
-from slamlib.profiles import PROFILES, TWIST_KMEANS_500, get_profile, parse_overrides
-from slamlib.tts import EspeakTTS, Voice
+from slamlib.data.tts import EspeakTTS
+from slamlib.profiles import PROFILES, TWIST_KMEANS_500, HubertConfig, LogMelConfig, Voice, get_profile, parse_overrides
 
 
 def test_slam_profile_has_the_papers_tokenizer():

@@ -3,8 +3,8 @@ from collections import Counter
 
 import pytest
 
+from slamlib.data.stories import BOYS, FEELINGS, GIRLS, TOPICS, StoryWorld, build_texts, normalize
 from slamlib.metrics import auto_bleu_gslm, auto_bleu_slamkit, word_tokens
-from slamlib.stories import BOYS, FEELINGS, GIRLS, TOPICS, StoryWorld, build_texts, normalize
 
 SIZES = dict(n_stories=300, n_read=200, n_preference=200, n_test_stories=200, n_sblimp=200,
              n_heldout_preference=200)

@@ -6,12 +6,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from slamlib.audio import load_audio
-from slamlib.benchmarks import read_pairs
-from slamlib.corpora import SCHEMAS, _describe, read_preference_units, units_tables
+from slamlib.data.benchmarks import read_pairs
+from slamlib.data.corpora import SCHEMAS, _describe, read_preference_units, units_tables
+from slamlib.data.synth import prepare_data, written_sentences
 from slamlib.profiles import get_profile
 from slamlib.runs import RunDir
-from slamlib.synth import prepare_data, written_sentences
-from slamlib.tokenization import build_speech_tokenizer, read_units
+from slamlib.tokenization.corpus import read_units
+from slamlib.tokenization.speech_tokenizer import build_speech_tokenizer
 
 SMALL = {"data.synthetic.n_stories": 30, "data.synthetic.n_read": 20, "data.synthetic.n_preference": 20,
          "data.synthetic.n_heldout_preference": 20, "data.synthetic.n_test_stories": 20,

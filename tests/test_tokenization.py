@@ -8,16 +8,13 @@ import soundfile as sf
 import torch
 
 from slamlib.audio import SAMPLE_RATE, load_audio, write_audio
-from slamlib.features import HubertConfig, LogMelConfig
-from slamlib.profiles import TokenizerConfig
-from slamlib.tokenization import (
+from slamlib.profiles import HubertConfig, LogMelConfig, TokenizerConfig
+from slamlib.tokenization.corpus import done_ids, read_units, tokenize_corpus
+from slamlib.tokenization.speech_tokenizer import (
     SpeechTokenizer,
     build_speech_tokenizer,
-    done_ids,
     length_batches,
     load_or_build_speech_tokenizer,
-    read_units,
-    tokenize_corpus,
 )
 
 SMALL = TokenizerConfig(features=LogMelConfig(), n_units=16, fit_seconds=60)
@@ -189,8 +186,8 @@ def test_corpus_input_errors(logmel_tokenizer, tmp_path):
 
 
 def test_dimension_mismatch_is_caught():
-    from slamlib.features import LogMelExtractor
-    from slamlib.kmeans import KMeans
+    from slamlib.tokenization.features import LogMelExtractor
+    from slamlib.tokenization.kmeans import KMeans
 
     with pytest.raises(ValueError, match="768-dim centroids but the features are 160-dim"):
         SpeechTokenizer(LogMelExtractor(device="cpu"), KMeans(torch.zeros(5, 768)))

@@ -11,20 +11,12 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from slamlib.attention import VARLEN
 from slamlib.profiles import get_profile
-from slamlib.train import (
-    Documents,
-    Trainer,
-    collate,
-    lr_factor,
-    pack,
-    parse_duration,
-    read_log,
-    token_losses,
-    unit_documents,
-    warmup_steps,
-)
+from slamlib.train.attention import VARLEN
+from slamlib.train.checkpoints import read_log
+from slamlib.train.packing import Documents, collate, pack, token_losses, unit_documents
+from slamlib.train.schedule import lr_factor, parse_duration, warmup_steps
+from slamlib.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -267,7 +259,8 @@ def test_two_processes_under_accelerate_launch(tmp_path):
 import dataclasses, json, numpy as np, torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 from slamlib.profiles import get_profile
-from slamlib.train import Documents, Trainer
+from slamlib.train.packing import Documents
+from slamlib.train.trainer import Trainer
 torch.manual_seed(0)
 config = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                      num_key_value_heads=2, vocab_size=40, max_position_embeddings=256, use_cache=False)

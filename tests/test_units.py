@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from slamlib.units import UnitTokenizer, dedup, undedup
+from slamlib.tokenization.units import UnitTokenizer, dedup, undedup
 
 
 def test_slamkit_ids_and_vocab_size():

@@ -8,20 +8,13 @@ import torch
 from torch import nn
 
 from slamlib import hub
-from slamlib.features import HubertConfig, HubertExtractor
-from slamlib.kmeans import KMeans
-from slamlib.profiles import get_profile
-from slamlib.tokenization import SpeechTokenizer, build_speech_tokenizer
-from slamlib.vocoder import (
-    HIFIGAN_CHECKPOINT_URL,
-    HIFIGAN_CONFIG_URL,
-    GriffinLimVocoder,
-    UnitHiFiGAN,
-    WeightNormConv1d,
-    load_vocoder,
-    mel_to_linear_power,
-    spread_durations,
-)
+from slamlib.profiles import HubertConfig, get_profile
+from slamlib.tokenization.features import HubertExtractor
+from slamlib.tokenization.kmeans import KMeans
+from slamlib.tokenization.speech_tokenizer import SpeechTokenizer, build_speech_tokenizer
+from slamlib.vocoders.base import load_vocoder, spread_durations
+from slamlib.vocoders.griffin_lim import GriffinLimVocoder, mel_to_linear_power
+from slamlib.vocoders.hifigan import HIFIGAN_CHECKPOINT_URL, HIFIGAN_CONFIG_URL, UnitHiFiGAN, WeightNormConv1d
 
 # The official config's fields (speech-resynthesis / textlesslib CodeHiFiGAN), with small widths.
 # 10 * 8 * 8 = 640 samples per unit frame: 25 Hz units at 16 kHz, like mHuBERT-25Hz's.
@@ -182,7 +175,7 @@ def test_spread_durations_keeps_the_total():
 
 
 def test_mel_inversion_is_non_negative_and_fits(logmel_tokenizer):
-    from slamlib.features import mel_filterbank
+    from slamlib.tokenization.features import mel_filterbank
 
     cfg = logmel_tokenizer.extractor.config
     fb = torch.from_numpy(mel_filterbank(cfg.n_mels, cfg.n_fft, 16_000, cfg.f_min, cfg.f_max)).double()

@@ -1,4 +1,4 @@
-"""The espeak-ng worker process behind `slamlib.tts.EspeakTTS` (standard library + ctypes only).
+"""The espeak-ng worker process behind `slamlib.data.tts.EspeakTTS` (standard library + ctypes only).
 
 espeak-ng keeps synthesis state in C globals that survive from one utterance to the next (and
 even `espeak_Terminate` / `espeak_Initialize`): the same text read twice comes out different. To

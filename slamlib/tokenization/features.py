@@ -12,13 +12,14 @@ was batched with: padding is masked wherever it could leak (HuBERT's GroupNorm a
 - `HubertExtractor`: a transformers `HubertModel` (the paper's `slprl/mhubert-base-25hz`, or any
   local HubertModel directory), hidden states of one layer (`hidden_states[11]` in the paper).
 
-Not here: k-means (`slamlib.kmeans`) and deduplication (`slamlib.units`).
+Not here: k-means (`slamlib.tokenization.kmeans`) and deduplication (`slamlib.tokenization.units`). The settings
+(`LogMelConfig`, `HubertConfig`) live with every other setting, in `slamlib.profiles`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from slamlib.audio import SAMPLE_RATE
+from slamlib.profiles import HubertConfig, LogMelConfig
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -45,46 +47,6 @@ def pad_batch(wavs: Sequence[np.ndarray], device: torch.device) -> tuple[torch.T
 
 
 # --- log-mel ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LogMelConfig:
-    """Log-mel features. `frame_rate` is the rate after stacking `stack` consecutive frames, so
-    the STFT hop is sample_rate / (frame_rate * stack) samples (160 = 10 ms for the defaults)."""
-
-    n_mels: int = 80
-    frame_rate: float = 50.0
-    stack: int = 2
-    win_ms: float = 25.0
-    f_min: float = 20.0
-    f_max: float = 7600.0
-    floor: float = 1e-6  # added to mel power before the log; keeps digital silence finite
-    cmn: bool = True  # subtract each utterance's mean per mel bin: less voice, more phone
-    context: int = 1  # frames (after stacking) seen by each frame, centred; the rate stays the same
-
-    kind = "logmel"
-
-    @property
-    def hop(self) -> int:
-        hop = SAMPLE_RATE / (self.frame_rate * self.stack)
-        if abs(hop - round(hop)) > 1e-9:
-            raise ValueError(
-                f"frame_rate={self.frame_rate} with stack={self.stack} gives a hop of {hop} samples;"
-                " choose values whose hop is a whole number of samples"
-            )
-        return int(round(hop))
-
-    @property
-    def win(self) -> int:
-        return int(round(SAMPLE_RATE * self.win_ms / 1000))
-
-    @property
-    def n_fft(self) -> int:
-        return 1 << (self.win - 1).bit_length()
-
-    @property
-    def dim(self) -> int:
-        return self.n_mels * self.stack * self.context
-
 
 def hz_to_mel(hz):
     return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
@@ -161,22 +123,6 @@ class LogMelExtractor:
 
 
 # --- HuBERT -------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class HubertConfig:
-    """A transformers HubertModel and the layer whose hidden states become features.
-
-    `pad_samples` zeros are added on both sides of every waveform before the encoder, as SlamKit
-    does for mHuBERT-25Hz, so that units line up with the published k-means and vocoder."""
-
-    model: str = "slprl/mhubert-base-25hz"
-    layer: int = 11
-    pad_samples: int = 40
-    normalize: bool = False  # per-utterance zero mean / unit variance (not used by mHuBERT-25Hz)
-    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; or "fp32" / "bf16"
-
-    kind = "hubert"
-
 
 def _masked_instance_norm(h: torch.Tensor, lengths: torch.Tensor, norm: torch.nn.GroupNorm) -> torch.Tensor:
     """GroupNorm with one group per channel, statistics over each item's valid frames only.

@@ -1,18 +1,15 @@
-"""Speech -> deduplicated units: the speech tokenizer and corpus tokenization.
-
-A `SpeechTokenizer` chains a feature extractor (`slamlib.features`), k-means (`slamlib.kmeans`),
-deduplication and the unit tokenizer (`slamlib.units`). It saves to and loads from a directory,
-so a trained model can carry the exact tokenizer it was trained with.
+"""A corpus of speech -> parquet shards of units, resumably.
 
 `tokenize_corpus` turns a folder of audio, or a `datasets` dataset with an audio column, into
 parquet shards with one row per utterance: `id`, `units`, `durations` (frames per unit), `seconds`.
 Re-running it is idempotent: utterances already in a shard are skipped, so an interrupted run
 resumes by shard and a finished one adds nothing. Bad audio is skipped and listed; the rest goes on.
+
+Not here: the speech tokenizer itself (`slamlib.tokenization.speech_tokenizer`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -23,241 +20,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
 
 from slamlib.audio import SAMPLE_RATE, AudioError, audio_duration, decode_audio, list_audio_files, load_audio
-from slamlib.features import (
-    HubertConfig,
-    HubertExtractor,
-    features_config_from_dict,
-    features_config_to_dict,
-    make_extractor,
-    save_encoder,
-)
-from slamlib.kmeans import KMeans, fit_kmeans, load_kmeans
 from slamlib.progress import progress as progress_bar
-from slamlib.units import UnitTokenizer, dedup
+from slamlib.tokenization.speech_tokenizer import SpeechTokenizer
 
-FORMAT_VERSION = 1
-CONFIG_NAME = "speech_tokenizer.json"
-KMEANS_NAME = "kmeans.npy"
-
-
-@dataclass
-class Tokenized:
-    """One utterance's units. `durations[i]` is how many feature frames unit i covered."""
-
-    units: np.ndarray
-    durations: np.ndarray
-    seconds: float
-    frame_rate: float
-
-    @property
-    def units_per_second(self) -> float:
-        return len(self.units) / self.seconds if self.seconds else 0.0
-
-
-def length_batches(lengths: Sequence[int], max_padded: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length whose padded size stays under max_padded.
-
-    >>> length_batches([5, 1, 4, 2], max_padded=8)
-    [[1, 3], [2], [0]]
-    """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches, current = [], []
-    for i in order:
-        # sorted ascending, so the newest item is the longest: padded size = count * its length
-        if current and (len(current) + 1) * lengths[i] > max_padded:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
-
-
-class SpeechTokenizer:
-    """Waveforms -> units (extractor + k-means + dedup) and ids (unit tokenizer)."""
-
-    def __init__(self, extractor, kmeans: KMeans, dedup: bool = True, batch_seconds: float = 160.0,
-                 min_run: int = 1):
-        if kmeans.dim != extractor.dim:
-            raise ValueError(f"k-means has {kmeans.dim}-dim centroids but the features are {extractor.dim}-dim")
-        self.extractor = extractor
-        self.kmeans = kmeans
-        self.dedup = dedup
-        self.min_run = min_run  # runs shorter than this many frames are dropped before dedup
-        self.batch_seconds = batch_seconds
-
-    @property
-    def n_units(self) -> int:
-        return self.kmeans.n_units
-
-    @property
-    def frame_rate(self) -> float:
-        return self.extractor.frame_rate
-
-    @property
-    def unit_tokenizer(self) -> UnitTokenizer:
-        return UnitTokenizer(self.n_units)
-
-    def features(self, wavs: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        """Frame features for each waveform, computed in length-sorted batches."""
-        max_padded = int(self.batch_seconds * SAMPLE_RATE)
-        out: list[torch.Tensor | None] = [None] * len(wavs)
-        for batch in length_batches([len(w) for w in wavs], max_padded):
-            for i, feats in zip(batch, self.extractor([wavs[i] for i in batch])):
-                out[i] = feats
-        return out
-
-    def tokenize(self, wavs: Sequence[np.ndarray] | np.ndarray) -> list[Tokenized] | Tokenized:
-        """Units for one waveform or a list of them (16 kHz mono float32)."""
-        single = isinstance(wavs, np.ndarray) and wavs.ndim == 1
-        batch = [wavs] if single else list(wavs)
-        feats = self.features(batch)
-        if feats and feats[0].is_cuda:  # one assignment and one copy to the host: no wait per utterance
-            flat = self.kmeans.assign(torch.cat(feats)).cpu().numpy()
-            assigned = np.split(flat, np.cumsum([len(f) for f in feats])[:-1])
-        else:  # per utterance: on a CPU its distances stay in cache (15-30% faster than all at once)
-            assigned = [self.kmeans.assign(f).numpy() for f in feats]
-        results = []
-        for wav, frames in zip(batch, assigned):
-            if self.dedup:
-                units, durations = dedup(frames, self.min_run)
-            else:
-                units, durations = frames, np.ones_like(frames)
-            results.append(Tokenized(units, durations, len(wav) / SAMPLE_RATE, self.frame_rate))
-        return results[0] if single else results
-
-    def encode(self, wav: np.ndarray) -> list[int]:
-        """Model ids for one waveform: `[<S>, u0+2, ..., <S>]`."""
-        return self.unit_tokenizer.encode(self.tokenize(wav).units)
-
-    # --- identity, saving and loading ---------------------------------------------------------
-
-    def to_config(self) -> dict:
-        return {
-            "format_version": FORMAT_VERSION,
-            "features": self.extractor.to_config(),
-            "n_units": self.n_units,
-            "dedup": self.dedup,
-            "min_run": self.min_run,
-            "frame_rate": self.frame_rate,
-            "kmeans": KMEANS_NAME,
-            "kmeans_sha256": self.kmeans.fingerprint(),
-        }
-
-    def fingerprint(self) -> str:
-        """Identifies what this tokenizer computes (features settings + centroids)."""
-        config = {k: v for k, v in self.to_config().items() if k not in ("kmeans",)}
-        config["features"] = {k: v for k, v in config["features"].items() if k != "precision"}
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-
-    def save(self, directory: str | os.PathLike, include_encoder: bool | None = None) -> Path:
-        """Write `speech_tokenizer.json`, `kmeans.npy` and the unit tokenizer files.
-
-        A HuBERT encoder named by hub id is recorded by id; one loaded from a local directory is
-        copied into `encoder/` (or always, with include_encoder=True) so the folder stands alone."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        config = self.to_config()
-        if isinstance(self.extractor, HubertExtractor):
-            from slamlib import hub
-
-            local = not hub.is_remote(self.extractor.config.model)
-            if include_encoder or (include_encoder is None and local):
-                save_encoder(self.extractor, directory / "encoder")
-                config["features"]["model"] = "encoder"
-        self.kmeans.save(directory / KMEANS_NAME)
-        self.unit_tokenizer.save(directory)
-        tmp = directory / f".{CONFIG_NAME}.tmp"
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
-        os.replace(tmp, directory / CONFIG_NAME)
-        return directory
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike, device="auto", batch_seconds: float = 160.0) -> "SpeechTokenizer":
-        directory = Path(directory)
-        path = directory / CONFIG_NAME
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no speech tokenizer here (save one with SpeechTokenizer.save)")
-        config = json.loads(path.read_text())
-        if config.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: format_version {config.get('format_version')} is not {FORMAT_VERSION}")
-        features = dict(config["features"])
-        if features["kind"] == HubertConfig.kind and (directory / features["model"]).is_dir():
-            features["model"] = str(directory / features["model"])
-        kmeans = KMeans.load(directory / config["kmeans"])
-        if kmeans.fingerprint() != config["kmeans_sha256"]:
-            raise ValueError(f"{directory / config['kmeans']}: centroids differ from those {path} was saved with")
-        extractor = make_extractor(features_config_from_dict(features), device=device)
-        return cls(extractor, kmeans, dedup=config["dedup"], batch_seconds=batch_seconds,
-                   min_run=config.get("min_run", 1))
-
-
-def fit_speech_tokenizer(config, wavs: Iterable[np.ndarray], *, device="auto", seed: int = 0) -> SpeechTokenizer:
-    """Fit k-means on the features of `wavs` (up to config.fit_seconds of audio)."""
-    extractor = make_extractor(config.features, device=device)
-    budget = int(config.fit_seconds * SAMPLE_RATE)
-    chosen, total = [], 0
-    for wav in wavs:
-        if total >= budget:
-            break
-        chosen.append(wav[: budget - total])
-        total += len(chosen[-1])
-    if not chosen:
-        raise ValueError("no audio to fit the k-means on")
-    probe = SpeechTokenizer(extractor, KMeans(torch.zeros(1, extractor.dim)), batch_seconds=config.batch_seconds)
-    feats = torch.cat(probe.features(chosen))
-    kmeans = fit_kmeans(feats, config.n_units, seed=seed, device=extractor.device)
-    return _configured(config, extractor, kmeans)
-
-
-def _configured(config, extractor, kmeans: KMeans) -> SpeechTokenizer:
-    """A SpeechTokenizer with a `TokenizerConfig`'s dedup, batch and min_run settings."""
-    return SpeechTokenizer(extractor, kmeans, dedup=config.dedup, batch_seconds=config.batch_seconds,
-                           min_run=config.min_run)
-
-
-def build_speech_tokenizer(config, *, fit_audio: Iterable[np.ndarray] | None = None, device="auto",
-                           seed: int = 0) -> SpeechTokenizer:
-    """The speech tokenizer a `TokenizerConfig` describes: its pretrained k-means when it names
-    one, else k-means fitted on `fit_audio`."""
-    if config.kmeans:
-        extractor = make_extractor(config.features, device=device)
-        kmeans = load_kmeans(config.kmeans)
-        if kmeans.n_units != config.n_units:
-            raise ValueError(f"{config.kmeans} has {kmeans.n_units} centroids; the profile expects {config.n_units}")
-        return _configured(config, extractor, kmeans)
-    if fit_audio is None:
-        raise ValueError("this profile fits its k-means: pass fit_audio (waveforms to fit on)")
-    return fit_speech_tokenizer(config, fit_audio, device=device, seed=seed)
-
-
-def _same_settings(saved: dict, config) -> bool:
-    ignore = ("precision", "model")  # how it runs and where the encoder is stored, not what it computes
-    wanted = {k: v for k, v in features_config_to_dict(config.features).items() if k not in ignore}
-    have = {k: v for k, v in saved["features"].items() if k not in ignore}
-    return (have == wanted and saved["n_units"] == config.n_units and saved["dedup"] == config.dedup
-            and saved.get("min_run", 1) == config.min_run)
-
-
-def load_or_build_speech_tokenizer(config, directory: str | os.PathLike, *,
-                                   fit_audio: Iterable[np.ndarray] | None = None, device="auto",
-                                   seed: int = 0) -> SpeechTokenizer:
-    """The speech tokenizer saved in `directory` if it has the settings of `config`; otherwise
-    build it (fitting k-means when the config names none) and save it there. Re-running a
-    notebook therefore never refits, and units written earlier stay valid."""
-    directory = Path(directory)
-    saved = directory / CONFIG_NAME
-    if saved.exists() and _same_settings(json.loads(saved.read_text()), config):
-        return SpeechTokenizer.load(directory, device=device, batch_seconds=config.batch_seconds)
-    tokenizer = build_speech_tokenizer(config, fit_audio=fit_audio, device=device, seed=seed)
-    tokenizer.save(directory)
-    return tokenizer
-
-
-# --- corpora --------------------------------------------------------------------------------------
 
 @dataclass
 class AudioItem:

@@ -130,7 +130,7 @@ def fit_kmeans(
     that attract almost nothing are re-seeded on badly-served points. A few full Lloyd steps on
     all of x finish the fit.
     """
-    from slamlib.features import resolve_device
+    from slamlib.tokenization.features import resolve_device
 
     device = resolve_device(device)
     if x.ndim != 2:

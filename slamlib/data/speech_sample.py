@@ -15,10 +15,11 @@ import random
 from pathlib import Path
 
 import pandas as pd
+
 from slamlib.audio import SAMPLE_RATE, audio_duration, decode_audio, write_audio
+from slamlib.data.tts import EspeakTTS
 from slamlib.profiles import REPO_ROOT, Profile, SpeechSampleConfig
 from slamlib.progress import progress as progress_bar
-from slamlib.tts import EspeakTTS
 
 
 def prepare_speech_sample(profile: Profile, out_dir: str | os.PathLike, progress: bool = True) -> Path:

@@ -2,7 +2,7 @@
 
 Audio corpora (real or synthetic) are `datasets` parquet shards whose audio columns hold encoded
 bytes; they are read with `Audio(decode=False)` and decoded with soundfile. Tokenizing one writes
-the units layout of `slamlib.tokenization` (`id, units, durations, seconds` + kept columns).
+the units layout of `slamlib.tokenization.corpus` (`id, units, durations, seconds` + kept columns).
 Preference corpora (SpokenSwag and ours) have three audio columns; their units are written one row
 per utterance with ids `PAIR/prompt`, `PAIR/chosen`, `PAIR/rejected`, and `read_preference_units`
 puts each pair back on one row.
@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 
 from slamlib import hub
 from slamlib.audio import AudioError, decode_audio
-from slamlib.tokenization import AudioItem, SpeechTokenizer, dataset_items, read_units, tokenize_corpus
+from slamlib.tokenization.corpus import AudioItem, dataset_items, read_units, tokenize_corpus
+from slamlib.tokenization.speech_tokenizer import SpeechTokenizer
 
 ROLES = ("prompt", "chosen", "rejected")
 

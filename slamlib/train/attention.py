@@ -8,7 +8,7 @@ sync on every forward pass.
 
 `VARLEN` ("slamlib_varlen") is an attention implementation registered with transformers that
 takes the documents' boundaries instead: `cu_seq_lens_q` / `cu_seq_lens_k`, the cumulative token
-counts of the documents over the flattened batch, which `slamlib.train.collate` computes on the
+counts of the documents over the flattened batch, which `slamlib.train.packing.collate` computes on the
 host. The batch is viewed as one stream of (tokens, heads, head_dim) and handed to a varlen
 kernel that skips everything between documents:
 

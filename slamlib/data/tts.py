@@ -1,13 +1,14 @@
 """Text to speech behind one small interface, 16 kHz mono float32 out.
 
 `EspeakTTS` is the offline backend: espeak-ng from the `espeakng-loader` wheel (it ships the
-library and its voice data; no system packages). A voice is an espeak voice name with an optional
-variant (`en-us`, `en` (British), `en-us+f3`, `en+m3`), a rate in words per minute and a pitch
-(0-100). A neural backend (such as Kokoro, which SpokenSwag used) fits the same interface: an
-object with `synthesize(text, voice) -> np.ndarray` at 16 kHz.
+library and its voice data; no system packages). A voice (`Voice`, a setting kept in
+`slamlib.profiles`) is an espeak voice name with an optional variant (`en-us`, `en` (British),
+`en-us+f3`, `en+m3`), a rate in words per minute and a pitch (0-100). A neural backend (such as
+Kokoro, which SpokenSwag used) fits the same interface: an object with
+`synthesize(text, voice) -> np.ndarray` at 16 kHz.
 
 espeak-ng carries synthesis state from one utterance to the next, so the same sentence read twice
-in one process differs. Synthesis therefore runs in worker processes (`slamlib._espeak_worker`)
+in one process differs. Synthesis therefore runs in worker processes (`slamlib.data._espeak_worker`)
 that start every utterance from the same freshly initialised state: a given (text, voice) always
 gives the same samples, in any order, in any process. Several workers synthesize in parallel.
 """
@@ -20,24 +21,14 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol
 
 import numpy as np
 
-from slamlib import _espeak_worker
 from slamlib.audio import SAMPLE_RATE, resample
-
-
-@dataclass(frozen=True)
-class Voice:
-    name: str = "en-us"
-    rate: int = 175  # words per minute (espeak's range is about 80-450)
-    pitch: int = 50  # 0-100
-
-    def __str__(self) -> str:
-        return f"{self.name}@{self.rate}wpm/p{self.pitch}"
+from slamlib.data import _espeak_worker
+from slamlib.profiles import Voice
 
 
 class TTS(Protocol):

@@ -1,12 +1,12 @@
 """Synthetic data: the tiny world's stories spoken, as corpora in the real datasets' schemas.
 
-From the texts of `slamlib.stories`, read by espeak-ng (`slamlib.tts`), this writes:
+From the texts of `slamlib.data.stories`, read by espeak-ng (`slamlib.data.tts`), this writes:
 
     audio/read_speech/        multi-voice read utterances   (LibriSpeech's fields)
     audio/spoken_stories/     single-voice stories          (sTinyStories' fields)
     audio/preference/train/   preference pairs, story voice   (SpokenSwag's fields)
     audio/preference/heldout/ pairs like those, never trained on
-    benchmarks/tsc/, ssc/, sblimp/   wavs + pairs.csv       (read by slamlib.benchmarks)
+    benchmarks/tsc/, ssc/, sblimp/   wavs + pairs.csv       (read by slamlib.data.benchmarks)
 
 Audio corpora are parquet shards with FLAC-encoded audio; a shard is written whole or not at
 all, so an interrupted run resumes by shard and a finished one is not redone. A story's audio is
@@ -32,12 +32,13 @@ import numpy as np
 import soundfile as sf
 
 from slamlib.audio import SAMPLE_RATE, write_audio
-from slamlib.benchmarks import write_pairs
+from slamlib.data.benchmarks import write_pairs
+from slamlib.data.stories import Texts, build_texts
+from slamlib.data.tts import EspeakTTS
 from slamlib.metrics import auto_bleu_slamkit
+from slamlib.profiles import Voice
 from slamlib.progress import progress as progress_bar
 from slamlib.runs import RunDir
-from slamlib.stories import Texts, build_texts
-from slamlib.tts import EspeakTTS, Voice
 
 SPEECH_CORPORA = ("read_speech", "spoken_stories")
 PREFERENCE_CORPORA = ("preference/train", "preference/heldout")
@@ -271,7 +272,7 @@ def write_benchmarks(texts: Texts, cfg, seed: int, run: RunDir, tts: EspeakTTS, 
 def tokenize_synthetic(run: RunDir, tokenizer, progress: bool = True) -> dict:
     """Units for every synthetic audio corpus in the run folder (benchmarks are tokenized when
     they are evaluated)."""
-    from slamlib.corpora import tokenize_audio_corpus
+    from slamlib.data.corpora import tokenize_audio_corpus
 
     out = {}
     for name in SPEECH_CORPORA:
@@ -292,8 +293,8 @@ def prepare_data(profile, run: RunDir, tokenizer=None, *, max_rows: int | None =
 
     Without a tokenizer, the run folder's speech tokenizer is used (made by notebook 01); if there
     is none, one is built as the profile says, fitting k-means on the read speech if it must."""
-    from slamlib.corpora import load_hub_corpus, parquet_rows, tokenize_audio_corpus
-    from slamlib.tokenization import load_or_build_speech_tokenizer
+    from slamlib.data.corpora import load_hub_corpus, parquet_rows, tokenize_audio_corpus
+    from slamlib.tokenization.speech_tokenizer import load_or_build_speech_tokenizer
 
     summary: dict = {"units": {}}
     if profile.data.synthetic is not None:
@@ -335,7 +336,7 @@ def written_sentences(run: RunDir) -> tuple[set[str], set[str]]:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from slamlib.stories import normalize, split_sentences
+    from slamlib.data.stories import normalize, split_sentences
 
     def sentences(texts) -> set[str]:
         return {normalize(s) for t in texts if isinstance(t, str) for s in split_sentences(t)}
@@ -393,7 +394,7 @@ def listen_examples(profile, run: RunDir) -> list[tuple[str, np.ndarray, str]]:
     import pandas as pd
 
     from slamlib.audio import decode_audio, load_audio
-    from slamlib.corpora import ROLES, load_hub_corpus, parquet_rows
+    from slamlib.data.corpora import ROLES, load_hub_corpus, parquet_rows
 
     out = []
     for name in SPEECH_CORPORA + PREFERENCE_CORPORA:
