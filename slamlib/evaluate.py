@@ -243,7 +243,8 @@ def evaluate_model(model_dir: str | os.PathLike, profile, run_root: str | os.Pat
     from slamlib.model import load_speech_lm
 
     cfg = profile.eval
-    model, speech_tokenizer = load_speech_lm(model_dir, device=device)
+    # a checkpoint without its own speech tokenizer (a published one) gets the profile's
+    model, speech_tokenizer = load_speech_lm(model_dir, device=device, tokenizer_config=profile.tokenizer)
     out: dict = {"model": str(model_dir), "benchmarks": {}, "missing": {}}
     for name, path in cfg.benchmarks:
         if benchmarks is not None and name not in benchmarks:

@@ -195,12 +195,14 @@ def save_speech_lm(model, directory: str | os.PathLike, speech_tokenizer=None) -
     return directory
 
 
-def load_speech_lm(ref: str | os.PathLike, *, device="cpu", dtype=torch.float32, speech_tokenizer=None):
+def load_speech_lm(ref: str | os.PathLike, *, device="cpu", dtype=torch.float32, speech_tokenizer=None,
+                   tokenizer_config=None):
     """(model, speech tokenizer) from a saved speech LM (a local directory or a hub id).
 
     A checkpoint without its own `speech_tokenizer/` (a published SlamKit checkpoint such as
-    `slprl/slam`) gets `speech_tokenizer` if given, else the `slam` profile's: mHuBERT-25Hz layer
-    11 with the official 500-unit k-means."""
+    `slprl/slam`) gets `speech_tokenizer` if given, else the one `tokenizer_config` (a
+    `TokenizerConfig`) describes, by default the `slam` profile's: mHuBERT-25Hz layer 11 with the
+    official 500-unit k-means."""
     from transformers import AutoModelForCausalLM
 
     from slamlib import hub
@@ -212,9 +214,11 @@ def load_speech_lm(ref: str | os.PathLike, *, device="cpu", dtype=torch.float32,
         if (path / SPEECH_TOKENIZER_DIR / "speech_tokenizer.json").exists():
             speech_tokenizer = SpeechTokenizer.load(path / SPEECH_TOKENIZER_DIR, device=device)
         else:
-            from slamlib.profiles import SLAM
+            if tokenizer_config is None:
+                from slamlib.profiles import SLAM
 
-            speech_tokenizer = build_speech_tokenizer(SLAM.tokenizer, device=device)
+                tokenizer_config = SLAM.tokenizer
+            speech_tokenizer = build_speech_tokenizer(tokenizer_config, device=device)
     if speech_tokenizer.unit_tokenizer.vocab_size != model.config.vocab_size:
         raise ValueError(f"{path}: the model's vocabulary ({model.config.vocab_size}) does not fit a "
                          f"{speech_tokenizer.n_units}-unit speech tokenizer")

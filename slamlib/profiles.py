@@ -503,13 +503,16 @@ def get_profile(name: str | Profile, overrides: Mapping[str, Any] | None = None)
 
 
 def _replace_path(obj, path: list[str], value, key: str):
+    if not dataclasses.is_dataclass(obj):  # e.g. a key that reaches into a tuple of corpora
+        raise ValueError(f"no setting {key!r}: {path[0]!r} is inside a {type(obj).__name__}, not a settings group")
     names = {f.name for f in dataclasses.fields(obj)}
     if path[0] not in names:
         raise ValueError(f"no setting {key!r}: {type(obj).__name__} has {sorted(names)}")
     current = getattr(obj, path[0])
     if len(path) > 1:
         return dataclasses.replace(obj, **{path[0]: _replace_path(current, path[1:], value, key)})
-    return dataclasses.replace(obj, **{path[0]: _coerce(value, current, key)})
+    hint = str(next(f.type for f in dataclasses.fields(obj) if f.name == path[0]))
+    return dataclasses.replace(obj, **{path[0]: _coerce(value, current, key, hint)})
 
 
 def _voice(text: str, key: str) -> Voice:
@@ -520,12 +523,23 @@ def _voice(text: str, key: str) -> Voice:
     return Voice(match[1], rate=int(match[2]), pitch=int(match[3]))
 
 
-def _coerce(value, current, key: str):
-    """Parse a command-line string to the type of the setting it replaces."""
-    if not isinstance(value, str) or isinstance(current, str):
+def _coerce(value, current, key: str, hint: str = ""):
+    """Parse a command-line string to the type of the setting it replaces (`hint`: the field's
+    annotation, which says the type of a setting that is now None)."""
+    if not isinstance(value, str):
+        return value
+    if (current is None or "None" in hint) and value.lower() in ("none", "null"):
+        return None
+    if isinstance(current, str):
         return value
     if current is None:
-        return None if value.lower() in ("none", "null") else value
+        kind = {"int": int, "float": float}.get(hint.split("|")[0].strip())
+        if kind is None:
+            return value
+        try:
+            return kind(value)
+        except ValueError:
+            raise ValueError(f"{key}={value!r}: expected a {kind.__name__}") from None
     if isinstance(current, Voice) or (isinstance(current, tuple) and current and isinstance(current[0], Voice)):
         voices = tuple(_voice(v.strip(), key) for v in value.split(",") if v.strip())
         return voices[0] if isinstance(current, Voice) and len(voices) == 1 else voices
@@ -533,9 +547,16 @@ def _coerce(value, current, key: str):
         parsed = json.loads(value)
     except json.JSONDecodeError:
         raise ValueError(f"{key}={value!r}: expected a {type(current).__name__}") from None
+    if isinstance(current, tuple) and isinstance(parsed, list):  # JSON has lists; settings hold tuples
+        return _tuples(parsed)
     if isinstance(current, bool) != isinstance(parsed, bool) or not isinstance(parsed, (type(current), int)):
         raise ValueError(f"{key}={value!r}: expected a {type(current).__name__}")
     return type(current)(parsed)
+
+
+def _tuples(value):
+    """JSON lists -> tuples, nested (`[["ssc", "a"]]` -> `(("ssc", "a"),)`): frozen settings stay hashable."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, str]:

@@ -79,3 +79,17 @@ def test_espeak_errors():
         EspeakTTS().synthesize("hello", Voice("xx-nope"))
     with pytest.raises(ValueError, match="empty text"):
         EspeakTTS().synthesize("  ")
+
+
+def test_command_line_strings_take_the_setting_type():
+    """`--set` values arrive as strings: tuples from JSON lists, unset optional numbers by their
+    annotation, "none" for any optional setting, and a clear error for keys inside tuples."""
+    p = get_profile("slam", {"eval.benchmarks": '[["ssc", "/x"]]', "train.corpora": '["a"]', "train.max_steps": "3",
+                             "train.budget": "none", "dpo.budget": "10m"})
+    assert p.eval.benchmarks == (("ssc", "/x"),) and p.train.corpora == ("a",)
+    assert p.train.max_steps == 3 and p.train.budget is None and p.dpo.budget == "10m"
+    hash(p)  # still hashable
+    with pytest.raises(ValueError, match="expected a int"):
+        get_profile("slam", {"train.max_steps": "many"})
+    with pytest.raises(ValueError, match="no setting 'data.hub.x'"):
+        get_profile("slam", {"data.hub.x": "1"})
