@@ -129,21 +129,17 @@ def cuda_kernel_name() -> str | None:
     return "torch" if _torch_varlen() is not None else None
 
 
-def choose(choice: str, device) -> str:
+def choose(choice: str, device, capabilities=None) -> str:
     """The attention implementation for training on `device`: `choice`, where "varlen" names
-    this module's, and "auto" the fastest exact one for packed documents there."""
+    this module's, and "auto" the fastest exact one for packed documents there, chosen from the
+    device's capabilities (`slamlib.device.attention_kernel`; `capabilities` to pretend another)."""
     if choice == "varlen":
         return register()
     if choice != "auto":
         return choice
-    if torch.device(device).type == "cuda":
-        kernel = cuda_kernel_name()
-        if kernel == "flash_attn":
-            return "flash_attention_2"  # transformers' own varlen path (flash-attn package)
-        if kernel == "torch":
-            return register()  # FlashAttention-2 inside PyTorch, per document
-        return "sdpa"  # packed documents through a block-diagonal mask built from position_ids
-    return register()  # on a CPU: documents grouped by length (`grouped_attention`)
+    from slamlib.device import Capabilities, attention_kernel
+
+    return attention_kernel(capabilities or Capabilities.detect(device))
 
 
 def _kernel(query: torch.Tensor) -> Callable | None:
