@@ -79,7 +79,11 @@ def _trl_config(cfg, out: Path, *, max_steps: int, seed: int, eval_dataset: bool
     import torch
     from trl import DPOConfig
 
+    from slamlib.device import Capabilities, training_precision
+
     gpu = torch.cuda.is_available() and device != "cpu"
+    # bf16 from compute capability 8.0, fp16 (TRL scales the loss) below, fp32 on a CPU
+    precision = training_precision(Capabilities.detect("cuda" if gpu else "cpu"), cfg.precision)
     losses = ["sigmoid"] + (["sft"] if cfg.sft_weight else [])
     return DPOConfig(
         output_dir=str(out / "trl"), per_device_train_batch_size=cfg.batch_size,
@@ -88,7 +92,7 @@ def _trl_config(cfg, out: Path, *, max_steps: int, seed: int, eval_dataset: bool
         loss_type=losses, loss_weights=[1.0, cfg.sft_weight] if cfg.sft_weight else None,
         max_length=cfg.max_length, max_steps=max_steps, logging_steps=cfg.log_every,
         eval_strategy="steps" if eval_dataset else "no", eval_steps=cfg.eval_every,
-        save_strategy="no", report_to="none", bf16=gpu and cfg.precision == "bf16", use_cpu=not gpu, seed=seed,
+        save_strategy="no", report_to="none", **precision.trl_args, use_cpu=not gpu, seed=seed,
         precompute_ref_log_probs=cfg.precompute_ref, disable_tqdm=True, dataloader_drop_last=True,
         max_grad_norm=cfg.max_grad_norm,
         activation_checkpointing=False,  # recomputing activations only pays for memory-bound large models

@@ -234,7 +234,7 @@ class TrainConfig:
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
     max_grad_norm: float = 0.5
-    precision: str = "bf16"  # "bf16" autocast (CUDA) or "fp32"
+    precision: str = "bf16"  # the paper's mixed precision (fp16 with loss scaling below cc 8.0, slamlib.device) or "fp32"
     # torch.compile the training forward and backward (falls back to eager if compiling fails).
     # Off by default: on the tiny CPU model it costs about 20 s of compiling for 17% faster steps
     # (`bench train --compile`), which a budget of a few minutes does not earn back.

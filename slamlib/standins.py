@@ -197,12 +197,12 @@ class _Speaker:
     """espeak-ng, one process, voices by index."""
 
     def __init__(self):
-        from slamlib.tts import EspeakTTS
+        from slamlib.data.tts import EspeakTTS
 
         self.tts = EspeakTTS(workers=1)
 
     def __call__(self, text: str, voice: int = 0, aligned: bool = False):
-        from slamlib.tts import Voice
+        from slamlib.data.tts import Voice
 
         name, rate, pitch = _VOICES[voice % len(_VOICES)]
         out = self.tts.synthesize_aligned(text, Voice(name, rate=rate, pitch=pitch))

@@ -26,7 +26,7 @@ def profile(standins):
 
 @pytest.fixture(scope="module")
 def speech_tokenizer(profile):
-    from slamlib.tokenization import build_speech_tokenizer
+    from slamlib.tokenization.speech_tokenizer import build_speech_tokenizer
 
     return build_speech_tokenizer(profile.tokenizer, device="cpu")
 
@@ -82,7 +82,7 @@ def test_hubert_gives_25hz_layer_11_features(standins, profile):
     from transformers import HubertModel
 
     from slamlib.audio import load_audio
-    from slamlib.features import make_extractor
+    from slamlib.tokenization.features import make_extractor
 
     extractor = make_extractor(profile.tokenizer.features, device="cpu")
     assert extractor.frame_rate == 25.0 and extractor.dim == 32
@@ -100,7 +100,7 @@ def test_kmeans_loads_and_assigns_as_sklearn_does(standins, speech_tokenizer, tm
     from sklearn.cluster import KMeans as SkKMeans
 
     from slamlib.audio import load_audio
-    from slamlib.kmeans import load_sklearn_kmeans
+    from slamlib.tokenization.kmeans import load_sklearn_kmeans
 
     pickled = joblib.load(standins.kmeans)
     assert isinstance(pickled, SkKMeans) and pickled.cluster_centers_.shape == (500, 32)
@@ -118,7 +118,7 @@ def test_kmeans_loads_and_assigns_as_sklearn_does(standins, speech_tokenizer, tm
 def test_parquet_schemas_are_the_published_ones(standins):
     import datasets
 
-    from slamlib.corpora import SCHEMAS
+    from slamlib.data.corpora import SCHEMAS
 
     published = {"openslr/librispeech_asr": standins.librispeech, "slprl/sTinyStories": standins.stinystories,
                  "slprl/SpokenSwag": standins.spokenswag}
@@ -134,7 +134,7 @@ def test_parquet_schemas_are_the_published_ones(standins):
 
 def test_librispeech_through_the_corpus_reader(standins, profile):
     from slamlib.audio import decode_audio
-    from slamlib.corpora import load_hub_corpus
+    from slamlib.data.corpora import load_hub_corpus
 
     libri = corpus(profile, "librispeech", dataset=str(standins.librispeech))
     rows = load_hub_corpus(libri)
@@ -150,7 +150,7 @@ def test_librispeech_through_the_corpus_reader(standins, profile):
 
 def test_speech_sample_streams_librispeech_clean_validation(profile, tmp_path):
     from slamlib.audio import load_audio
-    from slamlib.speech_sample import prepare_speech_sample
+    from slamlib.data.speech_sample import prepare_speech_sample
 
     out = prepare_speech_sample(profile, tmp_path / "sample", progress=False)
     flacs = sorted(out.glob("*.flac"))
@@ -159,8 +159,8 @@ def test_speech_sample_streams_librispeech_clean_validation(profile, tmp_path):
 
 
 def test_stories_and_preference_pairs_tokenize(standins, profile, speech_tokenizer, tmp_path):
-    from slamlib.corpora import load_hub_corpus, read_preference_units, tokenize_audio_corpus
-    from slamlib.tokenization import read_units
+    from slamlib.data.corpora import load_hub_corpus, read_preference_units, tokenize_audio_corpus
+    from slamlib.tokenization.corpus import read_units
 
     stories = load_hub_corpus(corpus(profile, "stinystories", dataset=str(standins.stinystories)), max_rows=2)
     assert set(stories[0]["aligned_text"][0]) == {"word", "start_time", "end_time"}
@@ -184,7 +184,7 @@ def test_stories_and_preference_pairs_tokenize(standins, profile, speech_tokeniz
 @pytest.mark.parametrize("name, pairs", [("ssc", N_STORYCLOZE), ("tsc", N_STORYCLOZE), ("sblimp", 20), ("salmon", 24)])
 def test_benchmark_folders_read(standins, profile, name, pairs):
     from slamlib.audio import load_audio
-    from slamlib.benchmarks import read_pairs
+    from slamlib.data.benchmarks import read_pairs
 
     read = read_pairs(dict(profile.eval.benchmarks)[name])
     assert len(read) == pairs and len({p.id for p in read}) == pairs
@@ -231,7 +231,7 @@ def test_text_lm_is_qwen2_shaped_and_twist_inits(standins, profile):
 
 def test_published_checkpoint_format(standins, speech_tokenizer):
     from slamlib.model import load_speech_lm
-    from slamlib.units import UnitTokenizer
+    from slamlib.tokenization.units import UnitTokenizer
 
     config = json.loads((standins.speech_lm / "config.json").read_text())
     assert config["architectures"] == ["Qwen2ForCausalLM"] and config["vocab_size"] == 502
@@ -243,7 +243,8 @@ def test_published_checkpoint_format(standins, speech_tokenizer):
 
 
 def test_unit_hifigan_loads_and_vocodes(standins, speech_tokenizer):
-    from slamlib.vocoder import UnitHiFiGAN, load_vocoder
+    from slamlib.vocoders.base import load_vocoder
+    from slamlib.vocoders.hifigan import UnitHiFiGAN
 
     vocoder = UnitHiFiGAN.from_pretrained(str(standins.hifigan_checkpoint), str(standins.hifigan_config))
     assert vocoder.n_units == 500 and vocoder.samples_per_frame == 640 and vocoder.has_duration_predictor

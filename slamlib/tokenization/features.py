@@ -140,6 +140,12 @@ def _masked_instance_norm(h: torch.Tensor, lengths: torch.Tensor, norm: torch.nn
     return out
 
 
+def _native_bf16(device) -> bool:
+    from slamlib.device import Capabilities
+
+    return Capabilities.detect(device).bf16
+
+
 class HubertExtractor:
     """Hidden states of one HubertModel layer, batch-invariant.
 
@@ -163,7 +169,8 @@ class HubertExtractor:
         self.model = model.eval().to(self.device)
         self.dim = model.config.hidden_size
         self.frame_rate = SAMPLE_RATE / math.prod(model.config.conv_stride)
-        use_bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda")
+        use_bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda"
+                                                  and _native_bf16(self.device))  # fp32 on a T4 or V100
         self._autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     def n_frames(self, n_samples: int) -> int:

@@ -28,13 +28,11 @@ and scoring, packed or right-padded. Generation with a KV cache is refused with 
 
 from __future__ import annotations
 
-import inspect
-from functools import lru_cache
 from typing import Callable
 
 import torch
 
-VARLEN = "slamlib_varlen"
+from slamlib.device import VARLEN, Capabilities, attention_kernel, flash_attn_varlen, torch_varlen
 
 
 def register() -> str:
@@ -43,42 +41,6 @@ def register() -> str:
 
     AttentionInterface.register(VARLEN, varlen_attention_forward)
     return VARLEN
-
-
-@lru_cache(maxsize=None)
-def _torch_varlen() -> Callable | None:
-    """torch's varlen_attn, adapted to one signature (its arguments changed between releases)."""
-    try:
-        from torch.nn.attention.varlen import varlen_attn
-    except ImportError:
-        return None
-    params = inspect.signature(varlen_attn).parameters
-    causal = {"window_size": (-1, 0)} if "window_size" in params else {"is_causal": True}
-    if "enable_gqa" in params:
-        causal["enable_gqa"] = True
-
-    def call(q, k, v, cu, max_len, scale):
-        if "scale" in params:
-            return varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scale, **causal)
-        if abs(scale - q.shape[-1] ** -0.5) > 1e-12:
-            raise ValueError(f"this torch's varlen_attn has no scale argument; the model needs scale {scale}")
-        return varlen_attn(q, k, v, cu, cu, max_len, max_len, **causal)
-
-    return call
-
-
-@lru_cache(maxsize=None)
-def _flash_attn_varlen() -> Callable | None:
-    try:
-        from flash_attn import flash_attn_varlen_func
-    except ImportError:
-        return None
-
-    def call(q, k, v, cu, max_len, scale):
-        return flash_attn_varlen_func(q, k, v, cu, cu, max_len, max_len, dropout_p=0.0, softmax_scale=scale,
-                                      causal=True)
-
-    return call
 
 
 GROUP_MULTIPLE = 32  # the CPU kernel pads each document to a multiple of this many tokens
@@ -124,26 +86,20 @@ def cuda_kernel_name() -> str | None:
     """Which varlen kernel CUDA inputs would use here ("flash_attn", "torch") or None."""
     if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 0):
         return None
-    if _flash_attn_varlen() is not None:
+    if flash_attn_varlen() is not None:
         return "flash_attn"
-    return "torch" if _torch_varlen() is not None else None
+    return "torch" if torch_varlen() is not None else None
 
 
-def choose(choice: str, device) -> str:
+def choose(choice: str, device, capabilities=None) -> str:
     """The attention implementation for training on `device`: `choice`, where "varlen" names
-    this module's, and "auto" the fastest exact one for packed documents there."""
+    this module's, and "auto" the fastest exact one for packed documents there, chosen from the
+    device's capabilities (`slamlib.device.attention_kernel`; `capabilities` to pretend another)."""
     if choice == "varlen":
         return register()
     if choice != "auto":
         return choice
-    if torch.device(device).type == "cuda":
-        kernel = cuda_kernel_name()
-        if kernel == "flash_attn":
-            return "flash_attention_2"  # transformers' own varlen path (flash-attn package)
-        if kernel == "torch":
-            return register()  # FlashAttention-2 inside PyTorch, per document
-        return "sdpa"  # packed documents through a block-diagonal mask built from position_ids
-    return register()  # on a CPU: documents grouped by length (`grouped_attention`)
+    return attention_kernel(capabilities or Capabilities.detect(device))
 
 
 def _kernel(query: torch.Tensor) -> Callable | None:
@@ -153,7 +109,7 @@ def _kernel(query: torch.Tensor) -> Callable | None:
     if not query.is_cuda or query.dtype not in (torch.bfloat16, torch.float16) or query.shape[-1] % 8:
         return None
     name = cuda_kernel_name()
-    return {"flash_attn": _flash_attn_varlen, "torch": _torch_varlen}[name]() if name else None
+    return {"flash_attn": flash_attn_varlen, "torch": torch_varlen}[name]() if name else None
 
 
 def document_ids(batch: int, length: int, device, cu_seq_lens: torch.Tensor | None = None,

@@ -58,21 +58,21 @@ class _Pace:
     eval_seconds: float = 0.0
 
 
-def make_accelerator(cfg, out_dir: Path):
+def make_accelerator(cfg, out_dir: Path, precision):
     from accelerate import Accelerator
 
-    gpu = torch.cuda.is_available()
     return Accelerator(
-        cpu=not gpu,  # without it, processes launched on a CPU machine would not form a group (gloo)
-        mixed_precision="bf16" if cfg.precision == "bf16" and gpu else "no",
+        cpu=not torch.cuda.is_available(),  # without it, CPU processes would not form a group (gloo)
+        mixed_precision="bf16" if precision.name == "bf16" else "no",  # fp16: the trainer's own scaler
         log_with=list(cfg.trackers) or None, project_dir=str(out_dir))
 
 
-def prepare_model(model, cfg, device: torch.device) -> None:
-    """The attention the config asks for on this device, and activation checkpointing if asked."""
+def prepare_model(model, cfg, device: torch.device, capabilities=None) -> str:
+    """The attention the config asks for on this device, and activation checkpointing if asked;
+    returns the attention's name."""
     from slamlib.train.attention import choose
 
-    attention = choose(cfg.attention, device)
+    attention = choose(cfg.attention, device, capabilities)
     if model.config._attn_implementation != attention:
         model.set_attn_implementation(attention)
     if cfg.gradient_checkpointing:  # the newer name first (the older is deprecated in transformers 5)
@@ -81,6 +81,7 @@ def prepare_model(model, cfg, device: torch.device) -> None:
             enable({"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return attention
 
 
 def adamw(model, cfg, device: torch.device) -> torch.optim.AdamW:
@@ -101,18 +102,35 @@ class Trainer:
 
     def __init__(self, model, train_docs: Documents, cfg, out_dir: str | os.PathLike, *,
                  valid_docs: Documents | None = None, seed: int = 0, accelerator=None,
-                 callbacks: Sequence[Callable[[dict], None]] = (), save_model: Callable | None = None):
+                 callbacks: Sequence[Callable[[dict], None]] = (), save_model: Callable | None = None,
+                 capabilities=None):
+        from slamlib import device as devices
+
         self.cfg = cfg
         self.out = Path(out_dir)
         self.seed = seed
         self.callbacks = list(callbacks)
         self.save_model = save_model
-        self.accelerator = accelerator or make_accelerator(cfg, self.out)
+        # what this card does well (`slamlib.device`; `capabilities` to pretend another card):
+        # bf16 from compute capability 8.0, fp16 with loss scaling below, fp32 on a CPU; an
+        # accelerator passed in keeps its own setting
+        self.capabilities = capabilities or devices.Capabilities.detect(
+            accelerator.device if accelerator is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.precision = (devices.training_precision(self.capabilities, cfg.precision) if accelerator is None
+                          else devices.accelerator_precision(accelerator))
+        self.accelerator = accelerator or make_accelerator(cfg, self.out, self.precision)
         self.train_docs = train_docs.chunked(cfg.context)
         self.valid_docs = valid_docs.chunked(cfg.context) if valid_docs is not None and len(valid_docs) else None
-        prepare_model(model, cfg, self.accelerator.device)
+        attention = prepare_model(model, cfg, self.accelerator.device, self.capabilities)
         optimizer = adamw(model, cfg, self.accelerator.device)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.scaler = devices.grad_scaler(self.precision, self.accelerator)  # disabled: passes everything through
+        if self.scaler.is_enabled():
+            self.accelerator.register_for_checkpointing(self.scaler)  # its scale resumes with the run
+        if self.accelerator.is_main_process:
+            devices.announce(self.capabilities, self.precision, attention)
+            devices.check_profile_fits(devices.Workload.of_model(model, cfg, processes=self.accelerator.num_processes),
+                                       self.capabilities, precision=self.precision)
         # what the training step calls: the prepared model, or its torch.compile'd version (which
         # shares its weights, so saving, evaluation and checkpoints use self.model unchanged)
         self.step_model = torch.compile(self.model) if cfg.compile else self.model
@@ -185,11 +203,17 @@ class Trainer:
                 torch._dynamo.maybe_mark_dynamic(batch["cu_seq_lens"], 0)
             sync = i == len(micro) - 1
             context = self.accelerator.no_sync(self.model) if not sync else nullcontext()
-            with context, self.accelerator.autocast():
+            with context, self._autocast():
                 loss, _ = token_losses(self.step_model, batch)
-                self.accelerator.backward(loss * scale)
+                self.accelerator.backward(self.scaler.scale(loss * scale))
             loss_sum += loss.detach()
         return loss_sum / max(total, 1)
+
+    def _autocast(self):
+        """fp16 autocast when the trainer scales the loss itself, else accelerate's (bf16 or none)."""
+        if self.scaler.is_enabled():
+            return torch.autocast(self.accelerator.device.type, dtype=self.precision.dtype)
+        return self.accelerator.autocast()
 
     def _lr(self) -> float:
         s = self.state
@@ -202,8 +226,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr()
         loss = self._forward_backward(rows, micro)
+        self.scaler.unscale_(self.optimizer)  # fp16: clip the true gradients, not the scaled ones
         grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # fp16: skipped when a gradient overflowed (inf grad_norm)
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         tokens = int(sum(self.train_docs.lengths[row].sum() for row in rows))
         self.state.step += 1
@@ -234,7 +260,7 @@ class Trainer:
         for i in range(0, len(mine), self.cfg.batch_size):
             batch = {k: v.to(self.accelerator.device)
                      for k, v in collate(self.valid_docs, mine[i : i + self.cfg.batch_size], self.cfg.context).items()}
-            with self.accelerator.autocast():
+            with self._autocast():
                 loss, n = token_losses(self.model, batch)
             loss_sum += loss
             count += n
