@@ -255,6 +255,13 @@ def cmd_run(args) -> dict:
     return run_tutorial(profile.name, out, parameters={"SEED": args.seed})
 
 
+def cmd_figures(args) -> dict:
+    from slamlib.plots import readme_figures
+
+    written = readme_figures(args.run_dir, args.out)
+    return {"figures": [str(p) for p in written], "bytes": sum(p.stat().st_size for p in written)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m slamlib", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -373,6 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/PROFILE, or runs/PROFILE-seedN)")
     p.add_argument("--seed", type=int, default=0, help="every notebook's SEED: data, models, order")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("figures", help="a run's figures, small, for a page (README: docs/figures)")
+    p.add_argument("run_dir", help="a finished tutorial run folder")
+    p.add_argument("--out", default="docs/figures")
+    p.set_defaults(func=cmd_figures)
     return parser
 
 

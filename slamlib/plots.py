@@ -239,3 +239,31 @@ def plot_packed_rows(batch: dict, n_rows: int = 4):
     ax_pos.set_title("position ids restart at every document")
     fig.tight_layout()
     return fig
+
+
+README_FIGURES = ("02_twist_vs_random", "04_pretraining_loss", "05_dpo")
+
+
+def readme_figures(run_dir, out_dir, names: Sequence[str] = README_FIGURES, width: int = 800) -> list:
+    """Copies of a run's figures (RUN_DIR/figures/NAME.png), at most `width` pixels wide, for a
+    page that shows what the tutorial draws; returns the paths written."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    sources = [run_dir / "figures" / f"{name}.png" for name in names]
+    missing = [str(p) for p in sources if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} lacks {', '.join(missing)}: run the tutorial into it first "
+                                "(python -m slamlib run --profile tiny --out RUN_DIR)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source in sources:
+        image = Image.open(source)
+        if image.width > width:
+            image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
+        target = out_dir / source.name
+        image.convert("RGB").quantize(colors=64).save(target, optimize=True)
+        written.append(target)
+    return written

@@ -103,3 +103,30 @@ def test_bench_train_reports_throughput_beside_transformers_trainer():
     flops = train_flops_per_token(358_347_904, 24, 896, [1024])
     assert abs(flops - (6 * 358_347_904 + 6 * 24 * 896 * 1024)) < 1
     assert 2.2e9 < flops < 2.4e9
+
+
+def test_figures_command_makes_small_copies_of_a_runs_figures(tmp_path):
+    import matplotlib
+
+    matplotlib.use("agg")
+    import matplotlib.pyplot as plt
+
+    from slamlib.plots import README_FIGURES
+
+    run = tmp_path / "run"
+    (run / "figures").mkdir(parents=True)
+    for name in README_FIGURES:
+        fig, ax = plt.subplots(figsize=(12, 4), dpi=120)
+        ax.plot(np.arange(100) ** 0.5)
+        fig.savefig(run / "figures" / f"{name}.png")
+        plt.close(fig)
+    result, summary = slamlib_cli("figures", str(run), "--out", str(tmp_path / "docs"))
+    assert result.returncode == 0, result.stderr
+    from PIL import Image
+
+    for path in summary["figures"]:
+        image = Image.open(path)
+        assert image.width == 800 and Path(path).stat().st_size < (run / "figures" / Path(path).name).stat().st_size
+    assert len(summary["figures"]) == len(README_FIGURES)
+    result, _ = slamlib_cli("figures", str(tmp_path / "no-run"), "--out", str(tmp_path / "docs"))
+    assert result.returncode != 0 and "run the tutorial into it first" in result.stderr
