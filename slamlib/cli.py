@@ -262,22 +262,22 @@ def cmd_figures(args) -> dict:
     return {"figures": [str(p) for p in written], "bytes": sum(p.stat().st_size for p in written)}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m slamlib", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _with_profile(p):
+    p.add_argument("--profile", default="tiny", help="tiny (offline, CPU) or slam (the paper's)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a profile setting, e.g. tokenizer.n_units=100 (repeatable)")
+    return p
 
-    def with_profile(p):
-        p.add_argument("--profile", default="tiny", help="tiny (offline, CPU) or slam (the paper's)")
-        p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override a profile setting, e.g. tokenizer.n_units=100 (repeatable)")
-        return p
 
+def _profile_parser(sub) -> None:
     p = sub.add_parser("profile", help="print a profile's resolved settings")
     p.add_argument("profile", nargs="?", default="tiny")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
     p.set_defaults(func=cmd_profile)
 
-    p = with_profile(sub.add_parser("tokenize", help="speech -> deduplicated units, as parquet shards"))
+
+def _tokenize_parser(sub) -> None:
+    p = _with_profile(sub.add_parser("tokenize", help="speech -> deduplicated units, as parquet shards"))
     p.add_argument("input", help="a folder of audio files, or a dataset (hub id or local copy)")
     p.add_argument("--out", required=True, help="folder for the shards (and the fitted speech tokenizer)")
     p.add_argument("--tokenizer", help="a saved speech tokenizer directory (default: from the profile)")
@@ -294,7 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_tokenize)
 
-    p = with_profile(sub.add_parser("synth", help="the profile's training and test data, spoken and tokenized"))
+
+def _synth_parser(sub) -> None:
+    p = _with_profile(sub.add_parser("synth", help="the profile's training and test data, spoken and tokenized"))
     p.add_argument("--out", required=True, help="run folder (its speech_tokenizer/ is used when present)")
     p.add_argument("--tokenizer", help="a saved speech tokenizer directory")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every synthetic corpus size (quick looks)")
@@ -302,14 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_synth)
 
-    p = with_profile(sub.add_parser("init", help="speech LMs initialised from a text LM (TWIST) or randomly"))
+
+def _init_parser(sub) -> None:
+    p = _with_profile(sub.add_parser("init", help="speech LMs initialised from a text LM (TWIST) or randomly"))
     p.add_argument("--dry-run", action="store_true", help="only resolve the configuration and count parameters (offline)")
     p.add_argument("--out", help="run folder (it holds speech_tokenizer/; models go to models/init_*)")
     p.add_argument("--inits", nargs="+", default=["twist", "random"], choices=["twist", "random"])
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_init)
 
-    p = with_profile(sub.add_parser("train", help="packed pretraining under a time, token or step budget"))
+
+def _train_parser(sub) -> None:
+    p = _with_profile(sub.add_parser("train", help="packed pretraining under a time, token or step budget"))
     p.add_argument("--data", required=True, help="a run folder (its units/ of the profile's corpora) or a units folder")
     p.add_argument("--out", required=True, help="output folder: checkpoints, train_log.jsonl, then the model")
     p.add_argument("--init", help="the speech LM to start from (default: DATA/models/init_<profile's init>)")
@@ -321,7 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = with_profile(sub.add_parser("dpo", help="preference optimisation (DPO) on spoken preference pairs"))
+
+def _dpo_parser(sub) -> None:
+    p = _with_profile(sub.add_parser("dpo", help="preference optimisation (DPO) on spoken preference pairs"))
     p.add_argument("--data", required=True, help="the run folder (its units/ of the preference pairs)")
     p.add_argument("--out", required=True, help="output folder: the DPO model, dpo_log.jsonl")
     p.add_argument("--model", help="the speech LM to start from (default: DATA/models/pretrained)")
@@ -330,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu to force the CPU")
     p.set_defaults(func=cmd_dpo)
 
+
+def _eval_parser(sub) -> None:
     from slamlib.data.benchmarks import BENCHMARKS
 
     p = sub.add_parser("eval", help="accuracy of a speech LM on a pairwise benchmark")
@@ -342,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
 
+
+def _generate_parser(sub) -> None:
     p = sub.add_parser("generate", help="continue a spoken prompt and write the audio")
     p.add_argument("--model", required=True)
     p.add_argument("--prompt", required=True, help="an audio file; its first --seconds are the prompt")
@@ -355,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_generate)
 
+
+def _bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="speed benchmarks (JSON)")
     p.add_argument("what", choices=["tokenize", "train", "eval", "ceilings", "attention", "profile", "precision", "memory",
                                      "gpu"],
@@ -375,16 +389,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--section", action="append", help="gpu: run this section only (repeatable)")
     p.set_defaults(func=cmd_bench)
 
+
+def _run_parser(sub) -> None:
     p = sub.add_parser("run", help="run the tutorial notebooks in order with papermill")
     p.add_argument("--profile", default="tiny")
     p.add_argument("--out", help="run folder (default runs/PROFILE, or runs/PROFILE-seedN)")
     p.add_argument("--seed", type=int, default=0, help="every notebook's SEED: data, models, order")
     p.set_defaults(func=cmd_run)
 
+
+def _figures_parser(sub) -> None:
     p = sub.add_parser("figures", help="a run's figures, small, for a page (README: docs/figures)")
     p.add_argument("run_dir", help="a finished tutorial run folder")
     p.add_argument("--out", default="docs/figures")
     p.set_defaults(func=cmd_figures)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m slamlib", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_profile_parser, _tokenize_parser, _synth_parser, _init_parser, _train_parser, _dpo_parser,
+                _eval_parser, _generate_parser, _bench_parser, _run_parser, _figures_parser):  # --help's order
+        add(sub)
     return parser
 
 

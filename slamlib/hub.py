@@ -55,6 +55,17 @@ def _hub_help(ref: str, kind: str) -> str:
     )
 
 
+def _hub_origin(ref: str, what: str, kind: str, local: str) -> str:
+    """Where a hub id is fetched from; refused at once when `ref` is not a hub id (nor a local
+    `local`, the caller has looked) or when offline mode is on."""
+    if not HUB_ID.match(str(ref)):
+        raise AssetUnavailableError(f"The {what} '{ref}' is neither a local {local} nor a hub id (org/name).")
+    origin = f"the Hugging Face hub (https://huggingface.co/{'datasets/' if kind == 'dataset' else ''}{ref})"
+    if is_offline():
+        raise _unavailable(what, ref, origin, _hub_help(ref, kind), "offline mode is on")
+    return origin
+
+
 def resolve_model(ref: str, what: str = "model", revision: str | None = None) -> Path:
     """A local directory holding a hub model (config.json and weights)."""
     local = Path(str(ref)).expanduser()
@@ -62,11 +73,7 @@ def resolve_model(ref: str, what: str = "model", revision: str | None = None) ->
         if not local.is_dir():
             raise AssetUnavailableError(f"The {what} '{ref}' is a file; a model directory was expected.")
         return local
-    if not HUB_ID.match(str(ref)):
-        raise AssetUnavailableError(f"The {what} '{ref}' is neither a local directory nor a hub id (org/name).")
-    origin = f"the Hugging Face hub (https://huggingface.co/{ref})"
-    if is_offline():
-        raise _unavailable(what, ref, origin, _hub_help(ref, "model"), "offline mode is on")
+    origin = _hub_origin(ref, what, "model", "directory")
     from huggingface_hub import snapshot_download
 
     try:
@@ -170,11 +177,7 @@ def load_dataset(ref: str, *, name: str | None = None, split: str = "train", str
             raise AssetUnavailableError(f"The {what} at {local} has no parquet files for split {split!r}.")
         return datasets.load_dataset("parquet", data_files=chosen[:shards] if shards else chosen,
                                      split="train", streaming=streaming)
-    if not HUB_ID.match(str(ref)):
-        raise AssetUnavailableError(f"The {what} '{ref}' is neither a local path nor a hub id (org/name).")
-    origin = f"the Hugging Face hub (https://huggingface.co/datasets/{ref})"
-    if is_offline():
-        raise _unavailable(what, ref, origin, _hub_help(ref, "dataset"), "offline mode is on")
+    origin = _hub_origin(ref, what, "dataset", "path")
     try:
         if shards:
             from huggingface_hub import HfApi

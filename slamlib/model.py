@@ -28,10 +28,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from slamlib.tokenization.units import BOS_ID, EOS_ID, PAD_ID, UnitTokenizer
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SPEECH_TOKENIZER_DIR = "speech_tokenizer"
 

@@ -50,6 +50,25 @@ def speech():
     return [(t, v, tts.synthesize(t, v)) for t, v in zip(texts, TINY_VOICES)]
 
 
+@pytest.fixture(scope="module")
+def speech_tokenizer(speech):
+    """The tiny profile's speech tokenizer with 16 units, fitted on `speech` (one per test module)."""
+    from slamlib.profiles import get_profile
+    from slamlib.tokenization.speech_tokenizer import build_speech_tokenizer
+
+    return build_speech_tokenizer(get_profile("tiny", {"tokenizer.n_units": 16}).tokenizer,
+                                  fit_audio=[w for _, _, w in speech], device="cpu")
+
+
+def tiny_arch(**changes):
+    """The tests' speech LM architecture: 2 layers, hidden size 32, 4 heads (2 for keys and values)."""
+    from slamlib.profiles import ArchConfig
+
+    settings = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2)
+    return ArchConfig(**{**settings, **changes})
+
+
 def tiny_hubert_config(**overrides):
     """A HuBERT with mHuBERT-25Hz's conv strides (640 samples per frame) and tiny widths."""
     from transformers import HubertConfig

@@ -13,7 +13,6 @@ from slamlib.hub import AssetUnavailableError
 from slamlib.profiles import DataConfig, HubCorpus, get_profile
 from slamlib.runs import RunDir
 from slamlib.tokenization.corpus import read_units
-from slamlib.tokenization.speech_tokenizer import build_speech_tokenizer
 
 AUDIO = Audio(sampling_rate=16_000)
 SCHEMAS = {
@@ -55,12 +54,6 @@ def hub_copies(tmp_path_factory, speech):
     return root
 
 
-@pytest.fixture(scope="module")
-def tokenizer(speech):
-    return build_speech_tokenizer(get_profile("tiny", {"tokenizer.n_units": 16}).tokenizer,
-                                  fit_audio=[w for _, _, w in speech], device="cpu")
-
-
 def test_shards_rows_and_splits(hub_copies):
     stories = HubCorpus("stinystories", str(hub_copies / "sTinyStories"))
     assert len(load_hub_corpus(stories)) == 4
@@ -78,31 +71,31 @@ def test_shards_rows_and_splits(hub_copies):
         load_hub_corpus(dataclasses.replace(swag, split="test"))
 
 
-def test_tokenize_real_schemas(hub_copies, tokenizer, tmp_path, speech):
+def test_tokenize_real_schemas(hub_copies, speech_tokenizer, tmp_path, speech):
     libri = HubCorpus("librispeech", str(hub_copies / "librispeech"), config="all", split="validation.clean",
                       id_column="id")
-    summary = tokenize_audio_corpus(load_hub_corpus(libri), tmp_path / "libri", tokenizer, id_column="id",
+    summary = tokenize_audio_corpus(load_hub_corpus(libri), tmp_path / "libri", speech_tokenizer, id_column="id",
                                     keep_columns=("text", "speaker_id"))
     units = read_units(tmp_path / "libri")
     assert summary["tokenized"] == 1 and units.id.tolist() == ["100-7-0003"] and units.speaker_id.tolist() == [103]
-    assert units.units[0].tolist() == tokenizer.tokenize(speech[3][2]).units.tolist()
+    assert units.units[0].tolist() == speech_tokenizer.tokenize(speech[3][2]).units.tolist()
     swag = HubCorpus("spokenswag", str(hub_copies / "SpokenSwag"), kind="preference",
                      keep_columns=("speaker", "prompt_text", "chosen_text", "rejected_text"))
-    tokenize_audio_corpus(load_hub_corpus(swag), tmp_path / "swag", tokenizer, kind="preference",
+    tokenize_audio_corpus(load_hub_corpus(swag), tmp_path / "swag", speech_tokenizer, kind="preference",
                           keep_columns=swag.keep_columns)
     pairs = read_preference_units(tmp_path / "swag")
     assert pairs.pair.tolist() == ["row-000000000", "row-000000001"]
-    assert pairs.chosen_units[0].tolist() == tokenizer.tokenize(speech[1][2]).units.tolist()
+    assert pairs.chosen_units[0].tolist() == speech_tokenizer.tokenize(speech[1][2]).units.tolist()
     assert pairs.rejected_text[1] == speech[3][0] and pairs.speaker[0] == "af_bella"
 
 
-def test_prepare_data_with_hub_corpora(hub_copies, tokenizer, tmp_path):
+def test_prepare_data_with_hub_corpora(hub_copies, speech_tokenizer, tmp_path):
     corpora = (HubCorpus("stinystories", str(hub_copies / "sTinyStories")),
                HubCorpus("spokenswag", str(hub_copies / "SpokenSwag"), kind="preference",
                          keep_columns=("prompt_text", "chosen_text", "rejected_text")))
     profile = dataclasses.replace(get_profile("slam"), data=DataConfig(hub=corpora))
     run = RunDir(tmp_path / "run")
-    summary = prepare_data(profile, run, tokenizer, max_rows=3, progress=False)
+    summary = prepare_data(profile, run, speech_tokenizer, max_rows=3, progress=False)
     assert summary["units"]["stinystories"]["tokenized"] == 3
     assert summary["units"]["spokenswag"]["tokenized"] == 6
     assert len(read_units(run.root / "units" / "stinystories")) == 3

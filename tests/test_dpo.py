@@ -4,6 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import tiny_arch
 
 from slamlib.dpo import (
     TokenizationMismatch,
@@ -15,11 +16,9 @@ from slamlib.dpo import (
     train_dpo,
 )
 from slamlib.model import init_speech_lm, load_speech_lm, save_speech_lm
-from slamlib.profiles import ArchConfig, ModelConfig, get_profile
-from slamlib.tokenization.speech_tokenizer import build_speech_tokenizer
+from slamlib.profiles import ModelConfig, get_profile
 
-ARCH = ArchConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, vocab_size=40, max_position_embeddings=512)
+ARCH = tiny_arch(vocab_size=40, max_position_embeddings=512)
 
 
 def write_pairs_units(folder, n=32, seed=0):
@@ -39,11 +38,10 @@ def write_pairs_units(folder, n=32, seed=0):
 
 
 @pytest.fixture(scope="module")
-def start(tmp_path_factory, speech):
+def start(tmp_path_factory, speech_tokenizer):
     root = tmp_path_factory.mktemp("dpo")
-    tokenizer = build_speech_tokenizer(get_profile("tiny", {"tokenizer.n_units": 16}).tokenizer,
-                                       fit_audio=[w for _, _, w in speech], device="cpu")
-    save_speech_lm(init_speech_lm(ModelConfig(base=None, architecture=ARCH), 16, init="random"), root / "lm", tokenizer)
+    save_speech_lm(init_speech_lm(ModelConfig(base=None, architecture=ARCH), 16, init="random"), root / "lm",
+                   speech_tokenizer)
     write_pairs_units(root / "train")
     write_pairs_units(root / "heldout", n=8, seed=1)
     return root

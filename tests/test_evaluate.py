@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_arch
 
 from slamlib.audio import load_audio, write_audio
 from slamlib.data.benchmarks import BenchmarkFormatError, read_pairs, write_pairs
@@ -19,19 +20,11 @@ from slamlib.evaluate import (
     unit_repetition,
 )
 from slamlib.model import init_speech_lm, save_speech_lm
-from slamlib.profiles import ArchConfig, GenerationConfig, ModelConfig, get_profile
+from slamlib.profiles import GenerationConfig, ModelConfig, get_profile
 from slamlib.report import PAPER_ROWS, results_table, to_markdown
-from slamlib.tokenization.speech_tokenizer import build_speech_tokenizer
 from slamlib.vocoders.base import load_vocoder
 
-ARCH = ArchConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, vocab_size=40, max_position_embeddings=512)
-
-
-@pytest.fixture(scope="module")
-def speech_tokenizer(speech):
-    return build_speech_tokenizer(get_profile("tiny", {"tokenizer.n_units": 16}).tokenizer,
-                                  fit_audio=[w for _, _, w in speech], device="cpu")
+ARCH = tiny_arch(vocab_size=40, max_position_embeddings=512)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import tiny_arch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from slamlib.hub import AssetUnavailableError
@@ -18,7 +19,7 @@ from slamlib.model import (
     save_speech_lm,
     weight_part,
 )
-from slamlib.profiles import ArchConfig, ModelConfig, get_profile
+from slamlib.profiles import ModelConfig, get_profile
 from slamlib.runs import RunDir
 from slamlib.text_lm import (
     char_tokenizer,
@@ -28,11 +29,9 @@ from slamlib.text_lm import (
     word_tokenizer,
     word_vocabulary,
 )
-from slamlib.tokenization.speech_tokenizer import build_speech_tokenizer
 from slamlib.train.checkpoints import read_log
 
-ARCH = ArchConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, vocab_size=300, max_position_embeddings=256)
+ARCH = tiny_arch(vocab_size=300, max_position_embeddings=256)
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +43,6 @@ def text_lm_dir(tmp_path_factory):
                                  num_attention_heads=4, num_key_value_heads=2, rope_theta=1e6,
                                  tie_word_embeddings=True)).save_pretrained(path)
     return path
-
-
-@pytest.fixture(scope="module")
-def speech_tokenizer(speech):
-    return build_speech_tokenizer(get_profile("tiny", {"tokenizer.n_units": 16}).tokenizer,
-                                  fit_audio=[w for _, _, w in speech], device="cpu")
 
 
 def cfg(base):

@@ -17,6 +17,17 @@ def peak_tflops(device_name: str) -> float | None:
     return None
 
 
+def _copy_tb_per_s(device: torch.device, gen: torch.Generator) -> float:
+    """Terabytes a second read plus written by a large device-to-device copy (its buffers are
+    freed on return, before the next measurement)."""
+    gpu = device.type == "cuda"
+    size = (2 << 30) if gpu else (256 << 20)
+    source = torch.empty(size // 4, dtype=torch.float32, device=device).uniform_(generator=gen)
+    target = torch.empty_like(source)
+    seconds = timed(lambda: target.copy_(source), device, 20 if gpu else 5)
+    return round(2 * size / seconds / 1e12, 3)
+
+
 def bench_ceilings(devices: list[str] | None = None) -> dict:
     """What the hardware does at best, measured once: a large matrix product (bf16 on a GPU,
     fp32 on a CPU), the paper model's own matrix shapes (8192 tokens x hidden 896 against its
@@ -47,12 +58,7 @@ def bench_ceilings(devices: list[str] | None = None) -> dict:
             seconds = timed(product, device, 20 if gpu else 5)
             row[f"matmul_tflops {label}"] = round(2 * m * k * n / seconds / 1e12, 1 if gpu else 3)
             del sets
-        size = (2 << 30) if gpu else (256 << 20)
-        source = torch.empty(size // 4, dtype=torch.float32, device=device).uniform_(generator=gen)
-        target = torch.empty_like(source)
-        seconds = timed(lambda: target.copy_(source), device, 20 if gpu else 5)
-        row["copy_tb_per_s"] = round(2 * size / seconds / 1e12, 3)
-        del source, target
+        row["copy_tb_per_s"] = _copy_tb_per_s(device, gen)
         if gpu:
             row["gpu"] = torch.cuda.get_device_name(device)
             row["datasheet_bf16_tflops"] = peak_tflops(row["gpu"])

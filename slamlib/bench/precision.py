@@ -20,7 +20,8 @@ def precision_curves(model_cfg, n_units: int, docs, cfg, device: str, steps: int
     for precision in ("fp32", "bf16"):
         model = new_model(model_cfg, n_units, device, seed=seed)
         with tempfile.TemporaryDirectory() as out:
-            trainer = bench_trainer(model, docs, dataclasses.replace(cfg, compile=False), device, out, precision=precision)
+            trainer = bench_trainer(model, docs, dataclasses.replace(cfg, compile=False), device, out,
+                                    precision=precision)
             trainer.state.max_steps, trainer.state.warmup = steps, max(1, steps // 10)
             curves[precision] = [trainer.train_step()["loss"] for _ in range(steps)]
             trainer._stop_prefetch()

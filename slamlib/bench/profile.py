@@ -44,7 +44,8 @@ def bench_profile(device: str | None = None, steps: int = 3, compile: bool = Fal
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
     with tempfile.TemporaryDirectory() as out:
         prof = profile(activities=activities)
-        wall, _ = timed_steps(bench_trainer(model, docs, cfg, device, out), device, steps, 3 if compile else 2, around=prof)
+        trainer = bench_trainer(model, docs, cfg, device, out)
+        wall, _ = timed_steps(trainer, device, steps, 3 if compile else 2, around=prof)
     events = prof.key_averages()
 
     def self_time(e) -> float:  # microseconds

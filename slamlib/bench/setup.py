@@ -6,6 +6,8 @@ weights, so that nothing is downloaded.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
 
 
@@ -47,7 +49,15 @@ def bench_docs(n_units: int, low: int, high: int, tokens: int, seed: int = 0, le
     return Documents.from_lists(docs)
 
 
-def bench_setup(device: str, steps: int, grad_accum: int | None = None, learnable: bool = False):
+class BenchSetup(NamedTuple):
+    profile: Any  # slamlib.profiles.Profile
+    n_units: int
+    model_cfg: Any  # ModelConfig
+    cfg: Any  # TrainConfig
+    docs: Any  # slamlib.train.packing.Documents
+
+
+def bench_setup(device: str, steps: int, grad_accum: int | None = None, learnable: bool = False) -> BenchSetup:
     """(profile, units, model config, train config, documents) for training benchmarks: the
     profile's batch (on a GPU the paper's 8 x 1024 per micro-batch, 16 micro-batches a step)."""
     import dataclasses
@@ -56,8 +66,8 @@ def bench_setup(device: str, steps: int, grad_accum: int | None = None, learnabl
     cfg = dataclasses.replace(profile.train, grad_accum=grad_accum or profile.train.grad_accum)
     low, high = (90, 460) if device == "cpu" else (100, 1024)  # utterance lengths in units
     docs = bench_docs(n_units, low, high, tokens=cfg.context * cfg.batch_size * cfg.grad_accum * (steps + 6) * 2,
-                       learnable=learnable)
-    return profile, n_units, model_cfg, cfg, docs
+                      learnable=learnable)
+    return BenchSetup(profile, n_units, model_cfg, cfg, docs)
 
 
 def fresh_accelerator(device: str, precision: str):
@@ -83,6 +93,7 @@ def new_model(model_cfg, n_units: int, device: str, seed: int = 0):
 def bench_trainer(model, docs, cfg, device: str, out: str, precision: str | None = None):
     from slamlib.train.trainer import Trainer
 
-    trainer = Trainer(model, docs, cfg, out, accelerator=fresh_accelerator(device, precision or precision_for(cfg, device)))
+    accelerator = fresh_accelerator(device, precision or precision_for(cfg, device))
+    trainer = Trainer(model, docs, cfg, out, accelerator=accelerator)
     trainer.state.max_steps, trainer.state.warmup = 10**6, 1
     return trainer

@@ -26,7 +26,7 @@ import json
 import os
 import random
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import soundfile as sf
@@ -39,6 +39,9 @@ from slamlib.metrics import auto_bleu_slamkit
 from slamlib.profiles import Voice
 from slamlib.progress import progress as progress_bar
 from slamlib.runs import RunDir
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SPEECH_CORPORA = ("read_speech", "spoken_stories")
 PREFERENCE_CORPORA = ("preference/train", "preference/heldout")

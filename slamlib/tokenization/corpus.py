@@ -160,6 +160,83 @@ def _check_info(out_dir: Path, tokenizer: SpeechTokenizer) -> None:
     path.write_text(json.dumps(info, indent=2) + "\n")
 
 
+def _source_items(source, *, audio_column: str, id_column: str | None,
+                  keep_columns: Sequence[str]) -> tuple[Iterable[AudioItem], float | None, str]:
+    """The items of a folder, a `datasets` dataset or AudioItems; their total seconds where they
+    are known up front (for the progress bar); a name for messages."""
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+        items = folder_items(source, keep_columns)
+        return items, sum(i.seconds or 0.0 for i in items), str(source)
+    if isinstance(source, (str, os.PathLike)):
+        raise FileNotFoundError(f"{source}: not a folder of audio (for a hub dataset, load it with slamlib.hub.load_dataset)")
+    if not hasattr(source, "column_names"):  # already AudioItems
+        return source, None, "items"
+    name = getattr(source, "info", None) and source.info.dataset_name or "dataset"
+    return dataset_items(source, audio_column=audio_column, id_column=id_column, keep_columns=keep_columns,
+                         name=name), None, name
+
+
+def _pending(items: Iterable[AudioItem], already: set[str], name: str, max_items: int | None) -> Iterator[AudioItem]:
+    """The first `max_items` items (all by default) less those already written; ids must be unique."""
+    ids: set[str] = set()
+    for item in items:
+        if max_items is not None and len(ids) >= max_items:
+            return
+        if item.id in ids:
+            raise ValueError(f"{name}: utterance id {item.id!r} occurs twice ({item.source}); ids must be unique")
+        ids.add(item.id)
+        if item.id not in already:
+            yield item
+
+
+class _ShardWriter:
+    """Decoded utterances in, parquet shards out: tokenized a window of `window_seconds` of audio
+    at a time (one batched call of the tokenizer), written `shard_size` utterances a shard."""
+
+    def __init__(self, out_dir: Path, tokenizer: SpeechTokenizer, *, keep_columns: Sequence[str], shard_size: int,
+                 window_seconds: float, bar):
+        self.out_dir, self.tokenizer, self.keep_columns, self.bar = out_dir, tokenizer, keep_columns, bar
+        self.shard_size, self.window_samples = shard_size, window_seconds * SAMPLE_RATE
+        existing = sorted(out_dir.glob(SHARD_GLOB))
+        self.next_shard = 1 + max((int(p.stem.split("-")[1]) for p in existing), default=-1)
+        self.window: list[tuple[AudioItem, np.ndarray]] = []
+        self.samples = 0  # in the window since it was last tokenized
+        self.rows: list[dict] = []
+        self.shards_written = self.utterances = 0
+        self.seconds = self.units = self.frames = 0.0
+
+    def add(self, item: AudioItem, wav: np.ndarray) -> None:
+        self.window.append((item, wav))
+        self.samples += len(wav)
+        if self.samples >= self.window_samples:
+            self.flush_window()
+        if len(self.rows) + len(self.window) >= self.shard_size:
+            self.flush_shard()
+
+    def flush_window(self) -> None:
+        self.samples = 0
+        if not self.window:
+            return
+        results = self.tokenizer.tokenize([wav for _, wav in self.window])
+        for (item, wav), res in zip(self.window, results):
+            self.rows.append({"id": item.id, "units": res.units.astype(np.int32), "durations":
+                              res.durations.astype(np.int32), "seconds": res.seconds, "extra": item.extra})
+            self.seconds += res.seconds
+            self.units += len(res.units)
+            self.frames += int(res.durations.sum())
+            self.utterances += 1
+        self.bar.update(sum(len(w) for _, w in self.window) / SAMPLE_RATE)
+        self.window.clear()
+
+    def flush_shard(self) -> None:
+        self.flush_window()
+        if self.rows:
+            _write_shard(self.out_dir / f"shard-{self.next_shard:05d}.parquet", self.rows, self.keep_columns)
+            self.next_shard += 1
+            self.shards_written += 1
+            self.rows.clear()
+
+
 def tokenize_corpus(
     source: str | os.PathLike | Any,
     out_dir: str | os.PathLike,
@@ -183,98 +260,39 @@ def tokenize_corpus(
     (also written to `bad_audio.json`)."""
     out_dir = Path(out_dir)
     _check_info(out_dir, tokenizer)
-    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        items: Iterable[AudioItem] = folder_items(source, keep_columns)
-        total_seconds = sum(i.seconds or 0.0 for i in items)
-        name = str(source)
-    elif isinstance(source, (str, os.PathLike)):
-        raise FileNotFoundError(f"{source}: not a folder of audio (for a hub dataset, load it with slamlib.hub.load_dataset)")
-    elif not hasattr(source, "column_names"):  # already AudioItems
-        items, total_seconds, name = source, None, "items"
-    else:
-        name = getattr(source, "info", None) and source.info.dataset_name or "dataset"
-        items = dataset_items(source, audio_column=audio_column, id_column=id_column,
-                              keep_columns=keep_columns, name=name)
-        total_seconds = None
-
+    items, total_seconds, name = _source_items(source, audio_column=audio_column, id_column=id_column,
+                                               keep_columns=keep_columns)
     already = done_ids(out_dir)
-    existing = sorted(out_dir.glob(SHARD_GLOB))
-    next_shard = 1 + max((int(p.stem.split("-")[1]) for p in existing), default=-1)
-
-    def todo() -> Iterator[AudioItem]:
-        ids: set[str] = set()
-        for item in items:
-            if max_items is not None and len(ids) >= max_items:
-                return
-            if item.id in ids:
-                raise ValueError(f"{name}: utterance id {item.id!r} occurs twice ({item.source}); ids must be unique")
-            ids.add(item.id)
-            if item.id not in already:
-                yield item
-
-    bad, rows, shards_written = [], [], 0
-    new_seconds = new_units = new_frames = 0.0
-    n_new = 0
-    window: list[tuple[AudioItem, np.ndarray]] = []
     start = time.perf_counter()
     bar = progress_bar(total=total_seconds, unit="s", unit_scale=True, desc="tokenizing (audio s)",
                        enabled=progress)
-
-    def flush_window():
-        nonlocal new_seconds, new_units, new_frames, n_new
-        if not window:
-            return
-        results = tokenizer.tokenize([wav for _, wav in window])
-        for (item, wav), res in zip(window, results):
-            rows.append({"id": item.id, "units": res.units.astype(np.int32), "durations":
-                         res.durations.astype(np.int32), "seconds": res.seconds, "extra": item.extra})
-            new_seconds += res.seconds
-            new_units += len(res.units)
-            new_frames += int(res.durations.sum())
-            n_new += 1
-        bar.update(sum(len(w) for _, w in window) / SAMPLE_RATE)
-        window.clear()
-
-    def flush_shard():
-        nonlocal next_shard, shards_written
-        flush_window()
-        if rows:
-            _write_shard(out_dir / f"shard-{next_shard:05d}.parquet", rows, keep_columns)
-            next_shard += 1
-            shards_written += 1
-            rows.clear()
-
-    window_samples = 0
+    writer = _ShardWriter(out_dir, tokenizer, keep_columns=keep_columns, shard_size=shard_size,
+                          window_seconds=window_seconds, bar=bar)
+    bad = []
     threads = decode_threads or min(16, os.cpu_count() or 4)
-    for item, wav in _decoded(todo(), threads, ahead=max(64, 4 * threads)):
+    for item, wav in _decoded(_pending(items, already, name, max_items), threads, ahead=max(64, 4 * threads)):
         if isinstance(wav, AudioError):
             bad.append({"id": item.id, "source": item.source, "reason": wav.reason})
-            continue
-        window.append((item, wav))
-        window_samples += len(wav)
-        if window_samples >= window_seconds * SAMPLE_RATE:
-            flush_window()
-            window_samples = 0
-        if len(rows) + len(window) >= shard_size:
-            flush_shard()
-            window_samples = 0
-    flush_shard()
+        else:
+            writer.add(item, wav)
+    writer.flush_shard()
     bar.close()
     wall = time.perf_counter() - start
 
     (out_dir / "bad_audio.json").write_text(json.dumps(bad, indent=2) + "\n")
+    w = writer
     return {
         "out": str(out_dir),
-        "tokenized": n_new,
+        "tokenized": w.utterances,
         "already_done": len(already),
         "bad": bad,
-        "shards_written": shards_written,
-        "audio_seconds": round(new_seconds, 3),
-        "units": int(new_units),
-        "units_per_second": round(new_units / new_seconds, 3) if new_seconds else None,
-        "dedup_ratio": round(new_units / new_frames, 4) if new_frames else None,
+        "shards_written": w.shards_written,
+        "audio_seconds": round(w.seconds, 3),
+        "units": int(w.units),
+        "units_per_second": round(w.units / w.seconds, 3) if w.seconds else None,
+        "dedup_ratio": round(w.units / w.frames, 4) if w.frames else None,
         "wall_seconds": round(wall, 3),
-        "x_realtime": round(new_seconds / wall, 1) if wall > 0 and new_seconds else None,
+        "x_realtime": round(w.seconds / wall, 1) if wall > 0 and w.seconds else None,
     }
 
 
