@@ -248,11 +248,14 @@ def cmd_bench(args) -> dict:
 
 def cmd_run(args) -> dict:
     from slamlib.pipeline import run_tutorial
-    from slamlib.profiles import get_profile
+    from slamlib.profiles import parse_overrides
 
-    profile = get_profile(args.profile)
+    overrides = parse_overrides(args.set)
+    if "seed" in overrides:
+        raise ValueError("give the seed with --seed, not --set seed=... (it is every notebook's SEED)")
+    profile = _profile(args)  # a bad key or value fails here, before the first notebook
     out = args.out or f"runs/{profile.name}" + (f"-seed{args.seed}" if args.seed else "")
-    return run_tutorial(profile.name, out, parameters={"SEED": args.seed})
+    return run_tutorial(profile.name, out, parameters={"SEED": args.seed}, overrides=overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -368,8 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--section", action="append", help="gpu: run this section only (repeatable)")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("run", help="run the tutorial notebooks in order with papermill")
-    p.add_argument("--profile", default="tiny")
+    p = with_profile(sub.add_parser("run", help="run the tutorial notebooks in order with papermill"))
     p.add_argument("--out", help="run folder (default runs/PROFILE, or runs/PROFILE-seedN)")
     p.add_argument("--seed", type=int, default=0, help="every notebook's SEED: data, models, order")
     p.set_defaults(func=cmd_run)
