@@ -12,11 +12,6 @@ from slamlib.standins import N_STORYCLOZE, build_standins, slam_overrides
 
 
 @pytest.fixture(scope="module")
-def standins(tmp_path_factory):
-    return build_standins(tmp_path_factory.mktemp("standins"), seed=0)
-
-
-@pytest.fixture(scope="module")
 def profile(standins):
     from slamlib.profiles import get_profile
 
