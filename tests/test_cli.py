@@ -103,3 +103,12 @@ def test_bench_train_reports_throughput_beside_transformers_trainer():
     flops = train_flops_per_token(358_347_904, 24, 896, [1024])
     assert abs(flops - (6 * 358_347_904 + 6 * 24 * 896 * 1024)) < 1
     assert 2.2e9 < flops < 2.4e9
+
+
+def test_run_checks_its_overrides_before_the_first_notebook(tmp_path):
+    result, summary = slamlib_cli("run", "--profile", "slam", "--out", str(tmp_path / "run"),
+                                  "--set", "data.hub.libri.rows=8")
+    assert result.returncode == 1 and "no setting 'data.hub.libri.rows'" in summary["error"]
+    assert "librispeech" in summary["error"] and not (tmp_path / "run" / "notebooks").exists()
+    result, summary = slamlib_cli("run", "--profile", "tiny", "--out", str(tmp_path / "run"), "--set", "seed=3")
+    assert result.returncode == 1 and "--seed" in summary["error"]
