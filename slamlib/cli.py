@@ -11,9 +11,11 @@ Every command prints a JSON summary as its last line of output, for scripts to r
     python -m slamlib train --profile tiny --data runs/tiny --out runs/tiny/models/pretrained --budget 3m
     python -m slamlib dpo --profile tiny --data runs/tiny --out runs/tiny/models/dpo
     python -m slamlib eval --model runs/tiny/models/dpo --benchmark tsc --data runs/tiny/benchmarks/tsc
+    python -m slamlib eval --model slprl/slam --benchmark ssc --data sSC/       # the slam profile's tokenizer
     python -m slamlib generate --model runs/tiny/models/dpo --prompt speech.wav --out continued.wav
     python -m slamlib bench tokenize
     python -m slamlib run --profile tiny --out runs/tiny
+    python -m slamlib run --profile slam --out runs/slam --set train.budget=2h --set data.hub.librispeech.rows=20000
 """
 
 from __future__ import annotations
@@ -166,7 +168,9 @@ def cmd_eval(args) -> dict:
     from slamlib.evaluate import evaluate_benchmark
     from slamlib.model import load_speech_lm
 
-    model, speech_tokenizer = load_speech_lm(args.model, device=args.device)
+    profile = _profile(args)
+    # a model folder without a speech tokenizer of its own (a published SlamKit checkpoint) gets the profile's
+    model, speech_tokenizer = load_speech_lm(args.model, device=args.device, tokenizer_config=profile.tokenizer)
     result = evaluate_benchmark(model, speech_tokenizer, args.benchmark, args.data, score=args.score,
                                 progress=not args.quiet)
     if args.pairs_out:
@@ -185,8 +189,10 @@ def cmd_generate(args) -> dict:
     from slamlib.vocoders.base import load_vocoder
     from slamlib.vocoders.griffin_lim import GriffinLimVocoder
 
-    model, speech_tokenizer = load_speech_lm(args.model, device=args.device)
-    vocoder = load_vocoder(speech_tokenizer, device=args.device)
+    profile = _profile(args)
+    model, speech_tokenizer = load_speech_lm(args.model, device=args.device, tokenizer_config=profile.tokenizer)
+    vocoder = load_vocoder(speech_tokenizer, hifigan_checkpoint=profile.eval.hifigan_checkpoint,
+                           hifigan_config=profile.eval.hifigan_config, device=args.device)
     wav = load_audio(args.prompt)
     if isinstance(vocoder, GriffinLimVocoder):  # typical unit durations, from the prompt's own speech
         vocoder.fit_durations([speech_tokenizer.tokenize(wav)])
@@ -248,11 +254,14 @@ def cmd_bench(args) -> dict:
 
 def cmd_run(args) -> dict:
     from slamlib.pipeline import run_tutorial
-    from slamlib.profiles import get_profile
+    from slamlib.profiles import parse_overrides
 
-    profile = get_profile(args.profile)
+    overrides = parse_overrides(args.set)
+    if "seed" in overrides:
+        raise ValueError("give the seed with --seed, not --set seed=... (it is every notebook's SEED)")
+    profile = _profile(args)  # a bad key or value fails here, before the first notebook
     out = args.out or f"runs/{profile.name}" + (f"-seed{args.seed}" if args.seed else "")
-    return run_tutorial(profile.name, out, parameters={"SEED": args.seed})
+    return run_tutorial(profile.name, out, parameters={"SEED": args.seed}, overrides=overrides)
 
 
 def cmd_figures(args) -> dict:
@@ -262,8 +271,8 @@ def cmd_figures(args) -> dict:
     return {"figures": [str(p) for p in written], "bytes": sum(p.stat().st_size for p in written)}
 
 
-def _with_profile(p):
-    p.add_argument("--profile", default="tiny", help="tiny (offline, CPU) or slam (the paper's)")
+def _with_profile(p, default="tiny"):
+    p.add_argument("--profile", default=default, help=f"tiny (offline, CPU) or slam (the paper's); default {default}")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a profile setting, e.g. tokenizer.n_units=100 (repeatable)")
     return p
@@ -342,8 +351,11 @@ def _dpo_parser(sub) -> None:
 def _eval_parser(sub) -> None:
     from slamlib.data.benchmarks import BENCHMARKS
 
-    p = sub.add_parser("eval", help="accuracy of a speech LM on a pairwise benchmark")
-    p.add_argument("--model", required=True, help="a speech LM directory (it carries its speech tokenizer) or hub id")
+    # a model folder that carries its speech tokenizer uses it; one that does not (a published SlamKit
+    # checkpoint) gets the profile's, and the vocoder always comes from the profile (eval.hifigan_*)
+    p = _with_profile(sub.add_parser("eval", help="accuracy of a speech LM on a pairwise benchmark"), default="slam")
+    p.add_argument("--model", required=True,
+                   help="a speech LM directory or hub id (without speech_tokenizer/ in it: the profile's)")
     p.add_argument("--benchmark", required=True, choices=BENCHMARKS)
     p.add_argument("--data", required=True, help="a pairs.csv manifest or an official benchmark folder")
     p.add_argument("--score", choices=["mean", "sum"], default="mean", help="log-likelihood per token, or in total")
@@ -353,9 +365,11 @@ def _eval_parser(sub) -> None:
     p.set_defaults(func=cmd_eval)
 
 
+
 def _generate_parser(sub) -> None:
-    p = sub.add_parser("generate", help="continue a spoken prompt and write the audio")
-    p.add_argument("--model", required=True)
+    p = _with_profile(sub.add_parser("generate", help="continue a spoken prompt and write the audio"), default="slam")
+    p.add_argument("--model", required=True,
+                   help="a speech LM directory or hub id (without speech_tokenizer/ in it: the profile's)")
     p.add_argument("--prompt", required=True, help="an audio file; its first --seconds are the prompt")
     p.add_argument("--out", required=True, help="where to write the prompt + continuation (vocoded)")
     p.add_argument("--seconds", type=float, default=3.0)
@@ -390,9 +404,9 @@ def _bench_parser(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+
 def _run_parser(sub) -> None:
-    p = sub.add_parser("run", help="run the tutorial notebooks in order with papermill")
-    p.add_argument("--profile", default="tiny")
+    p = _with_profile(sub.add_parser("run", help="run the tutorial notebooks in order with papermill"))
     p.add_argument("--out", help="run folder (default runs/PROFILE, or runs/PROFILE-seedN)")
     p.add_argument("--seed", type=int, default=0, help="every notebook's SEED: data, models, order")
     p.set_defaults(func=cmd_run)

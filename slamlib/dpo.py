@@ -185,9 +185,18 @@ def train_dpo(model_dir: str | os.PathLike, train_units: str | os.PathLike, cfg,
                "final_loss": train_logs[-1]["loss"] if train_logs else None,
                "final_margin": train_logs[-1].get("rewards/margins") if train_logs else None,
                "final_heldout_reward_accuracy": eval_logs[-1].get("eval_rewards/accuracies") if eval_logs else None,
-               "start": str(model_dir)}
+               "start": str(model_dir), **trainer_settings(trainer)}
     done.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def trainer_settings(trainer) -> dict:
+    """What TRL trained with, read back from the trainer (not from our config): beta, the peak
+    learning rate and the schedule's name (the paper's: 0.1, 5e-5, inverse_sqrt)."""
+    args = trainer.args
+    scheduler = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+    return {"beta": args.beta, "learning_rate": args.learning_rate, "lr_scheduler": str(scheduler),
+            "loss_type": ",".join(args.loss_type) if isinstance(args.loss_type, (list, tuple)) else str(args.loss_type)}
 
 
 def read_dpo_log(out_dir: str | os.PathLike) -> list[dict]:

@@ -236,6 +236,15 @@ def generate_continuation(model, speech_tokenizer, vocoder, wav: np.ndarray, cfg
 
 # --- a whole model -------------------------------------------------------------------------------
 
+def models_to_evaluate(run, model: str | os.PathLike | None = None) -> dict[str, str | Path]:
+    """{name: model}: a run's pretrained and DPO models (notebooks 04 and 05), or one model given by
+    folder or hub id (a published checkpoint such as `slprl/slam`), named as given."""
+    if model is not None:
+        return {str(model): model}
+    return {"pretrained": run.require("models/pretrained", "04_packed_pretraining.ipynb"),
+            "DPO": run.require("models/dpo", "05_dpo.ipynb")}
+
+
 def evaluate_model(model_dir: str | os.PathLike, profile, run_root: str | os.PathLike, *,
                    benchmarks: Sequence[str] | None = None, progress: bool = False, device: str = "cpu") -> dict:
     """Every benchmark of the profile (and the held-out preference pairs) for one saved model.

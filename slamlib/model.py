@@ -222,6 +222,10 @@ def load_speech_lm(ref: str | os.PathLike, *, device="cpu", dtype=torch.float32,
                 from slamlib.profiles import SLAM
 
                 tokenizer_config = SLAM.tokenizer
+            if not tokenizer_config.kmeans:
+                raise ValueError(f"{path} has no {SPEECH_TOKENIZER_DIR}/ of its own, and the profile's speech tokenizer "
+                                 "fits its k-means on speech: use a profile with a pretrained k-means (--profile slam) "
+                                 "or give one (--set tokenizer.kmeans=FILE)")
             speech_tokenizer = build_speech_tokenizer(tokenizer_config, device=device)
     if speech_tokenizer.unit_tokenizer.vocab_size != model.config.vocab_size:
         raise ValueError(f"{path}: the model's vocabulary ({model.config.vocab_size}) does not fit a "

@@ -83,18 +83,22 @@ def run_notebook(name: str, run_dir: str | os.PathLike, parameters: dict | None 
 
 
 def run_tutorial(profile: str, run_dir: str | os.PathLike, notebooks: Sequence[str] = NOTEBOOKS,
-                 parameters: dict | None = None) -> dict:
+                 parameters: dict | None = None, overrides: dict[str, str] | None = None) -> dict:
     """Run notebooks in order, one line per notebook, then write RUN_DIR/metrics.json and
-    results.md (when the evaluation notebook ran). Returns the run's metrics."""
+    results.md (when the evaluation notebook ran). Returns the run's metrics.
+
+    `overrides` (dotted profile keys, as `--set` gives them) reach every notebook as its
+    `OVERRIDES` parameter and are recorded in metrics.json."""
     run = RunDir(run_dir)
+    overrides = dict(overrides or {})
     seconds = {}
     for i, name in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {name} ...", flush=True)
         start = time.perf_counter()
-        run_notebook(name, run.root, {"PROFILE": profile, **(parameters or {})})
+        run_notebook(name, run.root, {"PROFILE": profile, "OVERRIDES": overrides, **(parameters or {})})
         seconds[name] = round(time.perf_counter() - start, 1)
         print(f"[{i}/{len(notebooks)}] {name} done in {seconds[name]} s", flush=True)
-    metrics = run_metrics(run, profile, seconds)
+    metrics = run_metrics(run, profile, seconds, overrides)
     results_md = metrics.pop("results_md", None)
     (run.root / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if results_md is not None:
@@ -102,15 +106,18 @@ def run_tutorial(profile: str, run_dir: str | os.PathLike, notebooks: Sequence[s
     return metrics
 
 
-def run_metrics(run: RunDir, profile: str, seconds: dict) -> dict:
+def run_metrics(run: RunDir, profile: str, seconds: dict, overrides: dict | None = None) -> dict:
     """The run's headline numbers, gathered from the notebooks' metrics files."""
-    metrics: dict = {"profile": profile, "run_dir": str(run.root), "seconds": seconds,
-                     "total_seconds": round(sum(seconds.values()), 1)}
+    metrics: dict = {"profile": profile, "overrides": dict(overrides or {}), "run_dir": str(run.root),
+                     "seconds": seconds, "total_seconds": round(sum(seconds.values()), 1)}
     evaluation = run.root / "metrics" / "06_evaluation.json"
     if not evaluation.exists():
         return metrics
     evaluated = json.loads(evaluation.read_text())
     results = evaluated["results"]
+    if not {"DPO", "pretrained"} <= set(results):  # notebook 06 evaluated another model (MODEL)
+        raise ValueError(f"{evaluation} holds the results of {sorted(results)}, not this run's pretrained and "
+                         "DPO models: run notebooks/06_evaluation.ipynb again without MODEL")
     dpo, pretrained = results["DPO"], results["pretrained"]
 
     def accuracies(result):
@@ -126,6 +133,8 @@ def run_metrics(run: RunDir, profile: str, seconds: dict) -> dict:
         metrics["preference_heldout"] = {"before_dpo": round(pretrained["preference_heldout"]["accuracy"], 2),
                                          "after_dpo": round(dpo["preference_heldout"]["accuracy"], 2),
                                          "pairs": dpo["preference_heldout"]["pairs"]}
+    if "generation" in evaluated:  # GenPPL and both Auto-BLEUs of the DPO model's continuations
+        metrics["generation"] = {k: v for k, v in evaluated["generation"].items() if not isinstance(v, (list, dict))}
     for step in ("02_model_initialization", "04_packed_pretraining", "05_dpo"):
         path = run.root / "metrics" / f"{step}.json"
         if path.exists():

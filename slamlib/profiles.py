@@ -5,7 +5,8 @@
 
 Notebooks and the command line take a profile name; nothing else branches on it. Override any
 field with dotted keys: `get_profile("tiny", {"tokenizer.n_units": 100})`, or on the command line
-`--set tokenizer.n_units=100`.
+`--set tokenizer.n_units=100`. A corpus of `data.hub` is reached by its name:
+`--set data.hub.librispeech.rows=1000`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ TWIST_KMEANS_500 = (
     "https://dl.fbaipublicfiles.com/textless_nlp/twist/speech_tokenizer/"
     "mhubert_base_25hz_cp_mls_cv_sp_fisher_L11_km500.bin"
 )
+# The unit HiFi-GAN released beside it (textless CodeHiFiGAN, one LJ speaker, with a duration
+# predictor), which speaks those 500 units at 25 Hz.
+TWIST_SPEECH_TOKENIZER_URL = "https://dl.fbaipublicfiles.com/textless_nlp/twist/speech_tokenizer/"
+HIFIGAN_CHECKPOINT_URL = TWIST_SPEECH_TOKENIZER_URL + "hifigan_lj_mhubert_base_25hz.pt"
+HIFIGAN_CONFIG_URL = TWIST_SPEECH_TOKENIZER_URL + "hifigan_lj_mhubert_base_25hz_config.json"
 
 
 # --- features and voices (the settings of slamlib.tokenization.features and slamlib.data.tts) ---
@@ -307,6 +313,9 @@ class EvalConfig:
     genppl: bool = True  # needs an ASR model and a judge LM (hub assets)
     asr_model: str = "openai/whisper-large-v3-turbo"
     judge_model: str = "meta-llama/Llama-3.2-1B"
+    # the unit HiFi-GAN that vocodes HuBERT units (URLs or local paths; log-mel units use Griffin-Lim)
+    hifigan_checkpoint: str = HIFIGAN_CHECKPOINT_URL
+    hifigan_config: str = HIFIGAN_CONFIG_URL
 
 
 @dataclass(frozen=True)
@@ -503,7 +512,14 @@ def get_profile(name: str | Profile, overrides: Mapping[str, Any] | None = None)
 
 
 def _replace_path(obj, path: list[str], value, key: str):
-    if not dataclasses.is_dataclass(obj):  # e.g. a key that reaches into a tuple of corpora
+    if _is_named_tuple_of_settings(obj):  # `data.hub.librispeech.rows`: one corpus of the tuple, by name
+        names = [item.name for item in obj]
+        if path[0] not in names:
+            raise ValueError(f"no setting {key!r}: {path[0]!r} is not one of {names}")
+        if len(path) == 1:
+            raise ValueError(f"no setting {key!r}: name a field of {path[0]!r}, e.g. {key}.rows")
+        return tuple(_replace_path(item, path[1:], value, key) if item.name == path[0] else item for item in obj)
+    if not dataclasses.is_dataclass(obj):
         raise ValueError(f"no setting {key!r}: {path[0]!r} is inside a {type(obj).__name__}, not a settings group")
     names = {f.name for f in dataclasses.fields(obj)}
     if path[0] not in names:
@@ -513,6 +529,12 @@ def _replace_path(obj, path: list[str], value, key: str):
         return dataclasses.replace(obj, **{path[0]: _replace_path(current, path[1:], value, key)})
     hint = str(next(f.type for f in dataclasses.fields(obj) if f.name == path[0]))
     return dataclasses.replace(obj, **{path[0]: _coerce(value, current, key, hint)})
+
+
+def _is_named_tuple_of_settings(obj) -> bool:
+    """A tuple of settings groups that each have a `name` (the corpora of `data.hub`)."""
+    return (isinstance(obj, tuple) and bool(obj)
+            and all(dataclasses.is_dataclass(item) and isinstance(getattr(item, "name", None), str) for item in obj))
 
 
 def _voice(text: str, key: str) -> Voice:

@@ -135,8 +135,7 @@ def _quiet_saving():
 
 def slam_overrides(standins: StandIns, steps: int = 10) -> dict[str, str]:
     """`--set key=value` overrides that point the `slam` profile at the stand-ins and make its
-    sizes small (context, batch, steps, rows). Keys in `MISSING_KEYS` name settings the profile
-    does not have yet (`get_profile` rejects them): drop those before calling it."""
+    sizes small (context, batch, steps, rows)."""
     s = standins
     benchmarks = [["sblimp", str(s.sblimp)], ["ssc", str(s.ssc)], ["tsc", str(s.tsc)], ["salmon", str(s.salmon)]]
     return {
@@ -179,16 +178,6 @@ def slam_overrides(standins: StandIns, steps: int = 10) -> dict[str, str]:
         "eval.n_generations": "2",
         "eval.batch_tokens": "1024",
     }
-
-
-# Settings `slam_overrides` needs that `slamlib.profiles` has no key for (yet): the vocoder's files
-# (`load_vocoder` takes them as arguments only) and the fields of one corpus in `data.hub` (a tuple
-# of HubCorpus, which dotted keys cannot reach into).
-MISSING_KEYS = frozenset({
-    "eval.hifigan_checkpoint", "eval.hifigan_config",
-    "data.hub.librispeech.dataset", "data.hub.stinystories.dataset", "data.hub.spokenswag.dataset",
-    "data.hub.librispeech.rows", "data.hub.stinystories.rows", "data.hub.spokenswag.rows",
-})
 
 
 # --- speech ---------------------------------------------------------------------------------------

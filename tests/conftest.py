@@ -95,6 +95,14 @@ def tiny_hubert_dir(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def standins(tmp_path_factory):
+    """The slam profile's hub assets in their formats, tiny (`slamlib.standins`), once per session."""
+    from slamlib.standins import build_standins
+
+    return build_standins(tmp_path_factory.mktemp("standins"), seed=0)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

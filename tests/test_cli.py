@@ -130,3 +130,12 @@ def test_figures_command_makes_small_copies_of_a_runs_figures(tmp_path):
     assert len(summary["figures"]) == len(README_FIGURES)
     result, _ = slamlib_cli("figures", str(tmp_path / "no-run"), "--out", str(tmp_path / "docs"))
     assert result.returncode != 0 and "run the tutorial into it first" in result.stderr
+
+
+def test_run_checks_its_overrides_before_the_first_notebook(tmp_path):
+    result, summary = slamlib_cli("run", "--profile", "slam", "--out", str(tmp_path / "run"),
+                                  "--set", "data.hub.libri.rows=8")
+    assert result.returncode == 1 and "no setting 'data.hub.libri.rows'" in summary["error"]
+    assert "librispeech" in summary["error"] and not (tmp_path / "run" / "notebooks").exists()
+    result, summary = slamlib_cli("run", "--profile", "tiny", "--out", str(tmp_path / "run"), "--set", "seed=3")
+    assert result.returncode == 1 and "--seed" in summary["error"]

@@ -93,3 +93,25 @@ def test_command_line_strings_take_the_setting_type():
         get_profile("slam", {"train.max_steps": "many"})
     with pytest.raises(ValueError, match="no setting 'data.hub.x'"):
         get_profile("slam", {"data.hub.x": "1"})
+
+
+def test_hub_corpora_and_the_vocoder_are_settable():
+    """`data.hub.NAME.FIELD` reaches one corpus of the tuple by its name; the vocoder's files are
+    settings of `eval`, the official ones by default."""
+    from slamlib.vocoders.hifigan import HIFIGAN_CHECKPOINT_URL
+
+    p = get_profile("slam", {"data.hub.spokenswag.rows": "8", "data.hub.librispeech.dataset": "/data/ls",
+                             "data.hub.librispeech.streaming": "true", "eval.hifigan_config": "/v/c.json"})
+    hub = {c.name: c for c in p.data.hub}
+    assert hub["spokenswag"].rows == 8 and hub["librispeech"].dataset == "/data/ls" and hub["librispeech"].streaming
+    assert hub["stinystories"] == next(c for c in get_profile("slam").data.hub if c.name == "stinystories")
+    assert [c.name for c in p.data.hub] == ["librispeech", "stinystories", "spokenswag"]  # order kept
+    assert p.eval.hifigan_config == "/v/c.json" and p.eval.hifigan_checkpoint == HIFIGAN_CHECKPOINT_URL
+    with pytest.raises(ValueError, match="not one of .*librispeech"):
+        get_profile("slam", {"data.hub.libri.rows": "8"})
+    with pytest.raises(ValueError, match="HubCorpus has"):
+        get_profile("slam", {"data.hub.librispeech.row": "8"})
+    with pytest.raises(ValueError, match="name a field"):
+        get_profile("slam", {"data.hub.librispeech": "8"})
+    with pytest.raises(ValueError, match="expected a int"):
+        get_profile("slam", {"data.hub.spokenswag.rows": "all"})

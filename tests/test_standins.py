@@ -8,20 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from slamlib.standins import MISSING_KEYS, N_STORYCLOZE, build_standins, slam_overrides
-
-
-@pytest.fixture(scope="module")
-def standins(tmp_path_factory):
-    return build_standins(tmp_path_factory.mktemp("standins"), seed=0)
+from slamlib.standins import N_STORYCLOZE, build_standins, slam_overrides
 
 
 @pytest.fixture(scope="module")
 def profile(standins):
     from slamlib.profiles import get_profile
 
-    overrides = {k: v for k, v in slam_overrides(standins, steps=3).items() if k not in MISSING_KEYS}
-    return get_profile("slam", overrides)
+    return get_profile("slam", slam_overrides(standins, steps=3))
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +49,12 @@ def test_overrides_apply_to_the_slam_profile(standins, profile):
     assert profile.train.max_steps == 3 and profile.train.budget is None and profile.train.context == 128
     assert dict(profile.eval.benchmarks)["ssc"] == str(standins.ssc)
     assert (profile.eval.asr_model, profile.eval.judge_model) == (str(standins.asr), str(standins.judge))
-    for key in MISSING_KEYS:  # the list says which keys the profile lacks: keep it true
-        with pytest.raises(ValueError, match="no setting"):
-            get_profile("slam", {key: overrides[key]})
+    hub = {c.name: c for c in profile.data.hub}
+    assert hub["librispeech"].dataset == str(standins.librispeech) and hub["spokenswag"].rows == 8
+    assert hub["stinystories"].dataset == str(standins.stinystories) and hub["stinystories"].rows == 8
+    assert (profile.eval.hifigan_checkpoint, profile.eval.hifigan_config) == (
+        str(standins.hifigan_checkpoint), str(standins.hifigan_config))
+    assert get_profile("slam", overrides) == profile  # every key is a setting of the profile
 
 
 def test_layout_and_determinism(standins, tmp_path):
@@ -136,15 +133,14 @@ def test_librispeech_through_the_corpus_reader(standins, profile):
     from slamlib.audio import decode_audio
     from slamlib.data.corpora import load_hub_corpus
 
-    libri = corpus(profile, "librispeech", dataset=str(standins.librispeech))
+    libri = corpus(profile, "librispeech")
     rows = load_hub_corpus(libri)
     assert len(rows) == 4 + 2 + 2  # the three training splits the profile joins
     row = rows[0]
     assert row["id"] == f"{row['speaker_id']}-{row['chapter_id']}-0000" and row["text"].isupper()
     assert row["audio"]["bytes"][:4] == b"fLaC"
     assert is_speech(decode_audio(row["audio"]["bytes"], "librispeech"))
-    streamed = list(load_hub_corpus(corpus(profile, "librispeech", dataset=str(standins.librispeech),
-                                           streaming=True), max_rows=3))
+    streamed = list(load_hub_corpus(corpus(profile, "librispeech", streaming=True), max_rows=3))
     assert [r["id"] for r in streamed] == [r["id"] for r in rows.select(range(3))]
 
 
@@ -162,20 +158,20 @@ def test_stories_and_preference_pairs_tokenize(standins, profile, speech_tokeniz
     from slamlib.data.corpora import load_hub_corpus, read_preference_units, tokenize_audio_corpus
     from slamlib.tokenization.corpus import read_units
 
-    stories = load_hub_corpus(corpus(profile, "stinystories", dataset=str(standins.stinystories)), max_rows=2)
+    stories = load_hub_corpus(corpus(profile, "stinystories"), max_rows=2)
     assert set(stories[0]["aligned_text"][0]) == {"word", "start_time", "end_time"}
     tokenize_audio_corpus(stories, tmp_path / "stories", speech_tokenizer, progress=False)
     units = read_units(tmp_path / "stories")
     assert len(units) == 2 and all(len(u) > 50 for u in units.units)
 
-    swag_corpus = corpus(profile, "spokenswag", dataset=str(standins.spokenswag))
+    swag_corpus = corpus(profile, "spokenswag")
     swag = load_hub_corpus(swag_corpus, max_rows=2)
     tokenize_audio_corpus(swag, tmp_path / "swag", speech_tokenizer, kind="preference",
                           keep_columns=swag_corpus.keep_columns, progress=False)
     pairs = read_preference_units(tmp_path / "swag")
     assert len(pairs) == 2 and {"prompt_text", "chosen_text", "speaker"} <= set(pairs.columns)
     assert all(len(u) > 5 for u in pairs.chosen_units)
-    valid = load_hub_corpus(corpus(profile, "spokenswag", dataset=str(standins.spokenswag), split="validation"))
+    valid = load_hub_corpus(corpus(profile, "spokenswag", split="validation"))
     assert len(valid) == 3
 
 

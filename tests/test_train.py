@@ -60,6 +60,15 @@ def test_packed_loss_equals_per_document_loss(impl):
     assert float(packed_sum) / count == pytest.approx(total / count, rel=1e-5)
 
 
+
+def test_split_holds_out_at_least_one_document_of_a_small_corpus():
+    docs = Documents.from_lists([[1, 5 + i, 1] for i in range(4)])
+    train, valid = docs.split(0.1, seed=0)  # 0.4 documents: one, not none
+    assert (len(train), len(valid)) == (3, 1)
+    assert docs.split(0.0)[1].lengths.size == 0 and len(Documents.from_lists([[1, 5, 1]]).split(0.1)[0]) == 1
+    big_train, big_valid = Documents.from_lists([[1, i % 400 + 2, 1] for i in range(1000)]).split(0.02, seed=0)
+    assert len(big_valid) == 20  # unchanged where the fraction gives whole documents
+
 def test_collate_restarts_positions_and_masks_boundaries():
     docs = Documents.from_lists([[1, 5, 6, 1], [1, 7, 1]])
     batch = collate(docs, [np.array([0, 1])], 10)

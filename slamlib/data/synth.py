@@ -334,11 +334,15 @@ def scaled(profile, factor: float):
     return dataclasses.replace(profile, data=dataclasses.replace(profile.data, synthetic=dataclasses.replace(cfg, **counts)))
 
 
-def written_sentences(run: RunDir) -> tuple[set[str], set[str]]:
-    """(training, held-out) sentences as written to the run folder's corpora and benchmarks."""
+def written_sentences(run: RunDir, profile=None) -> tuple[set[str], set[str]]:
+    """(training, held-out) sentences as written to the run folder: the synthetic corpora and
+    benchmarks, and with a `profile` also the texts kept with its hub corpora's units and those of
+    its benchmark folders that have texts (pairs.csv, a ZeroSpeech gold.csv; the SpokenStoryCloze
+    and SALMon folders have none)."""
     import pandas as pd
     import pyarrow.parquet as pq
 
+    from slamlib.data.benchmarks import MANIFEST, read_pairs
     from slamlib.data.stories import normalize, split_sentences
 
     def sentences(texts) -> set[str]:
@@ -347,20 +351,29 @@ def written_sentences(run: RunDir) -> tuple[set[str], set[str]]:
     def column_texts(folder: Path, columns: list[str]) -> list[str]:
         out = []
         for shard in sorted(folder.glob("shard-*.parquet")):
-            table = pq.read_table(shard, columns=columns)
-            for c in columns:
+            names = set(pq.read_schema(shard).names)
+            table = pq.read_table(shard, columns=[c for c in columns if c in names])
+            for c in table.column_names:
                 out += table.column(c).to_pylist()
         return out
 
+    text_columns = ["prompt_text", "positive_text", "negative_text"]
     pref_columns = ["prompt_text", "chosen_text", "rejected_text"]
     training = sentences(column_texts(run.root / "audio" / "read_speech", ["text"]))
     training |= sentences(column_texts(run.root / "audio" / "spoken_stories", ["text"]))
     training |= sentences(column_texts(run.root / "audio" / "preference" / "train", pref_columns))
     heldout = sentences(column_texts(run.root / "audio" / "preference" / "heldout", pref_columns))
-    for name in BENCHMARKS:
-        table = pd.read_csv(run.root / "benchmarks" / name / "pairs.csv", dtype=str, keep_default_na=False)
-        heldout |= sentences(t for c in ("prompt_text", "positive_text", "negative_text") if c in table
-                             for t in table[c])
+    benchmarks = [run.root / "benchmarks" / name for name in BENCHMARKS]
+    if profile is not None:
+        for corpus in profile.data.hub:
+            training |= sentences(column_texts(run.root / "units" / corpus.name, ["text", *pref_columns]))
+        benchmarks += [run.root / path for _, path in profile.eval.benchmarks]  # an absolute path stays
+    for folder in dict.fromkeys(benchmarks):
+        if (folder / MANIFEST).exists():
+            table = pd.read_csv(folder / MANIFEST, dtype=str, keep_default_na=False)
+            heldout |= sentences(t for c in text_columns if c in table for t in table[c])
+        elif folder.exists() and profile is not None:
+            heldout |= sentences(p.info.get(c) for p in read_pairs(folder) for c in text_columns)
     return training, heldout
 
 

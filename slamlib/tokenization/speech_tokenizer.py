@@ -142,9 +142,12 @@ class SpeechTokenizer:
         }
 
     def fingerprint(self) -> str:
-        """Identifies what this tokenizer computes (features settings + centroids)."""
+        """Identifies what this tokenizer computes (features settings + centroids), not where its
+        files are: the same after `save` and `load` (a local encoder is copied into the saved folder,
+        so its path changes) and the same for a hub id and a local copy of it. The centroids
+        belong to one encoder's features, so they stand for the encoder too."""
         config = {k: v for k, v in self.to_config().items() if k not in ("kmeans",)}
-        config["features"] = {k: v for k, v in config["features"].items() if k != "precision"}
+        config["features"] = {k: v for k, v in config["features"].items() if k not in ("precision", "model")}
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
     def save(self, directory: str | os.PathLike, include_encoder: bool | None = None) -> Path:

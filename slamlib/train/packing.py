@@ -56,10 +56,13 @@ class Documents:
         return cls(values, np.concatenate([[0], np.cumsum(lengths)]))
 
     def split(self, fraction: float, seed: int = 0) -> tuple["Documents", "Documents"]:
-        """(train, valid): a seeded random `fraction` of documents held out."""
+        """(train, valid): a seeded random `fraction` of documents held out, at least one when
+        the fraction is not 0 and there are two or more (a small corpus still gets a held-out loss)."""
         rng = np.random.default_rng(seed)
         held = np.zeros(len(self), dtype=bool)
         n_valid = int(round(len(self) * fraction))
+        if fraction > 0 and n_valid == 0 and len(self) >= 2:
+            n_valid = 1
         held[rng.permutation(len(self))[:n_valid]] = True
         return self.subset(np.flatnonzero(~held)), self.subset(np.flatnonzero(held))
 

@@ -21,14 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from slamlib.audio import SAMPLE_RATE
+# the official files (the slam profile's eval.hifigan_*), beside the official k-means; slamlib.hub
+# verifies their SHA-256
+from slamlib.profiles import HIFIGAN_CHECKPOINT_URL, HIFIGAN_CONFIG_URL  # noqa: F401
 from slamlib.tokenization.features import resolve_device
 from slamlib.vocoders.base import check_units
-
-# The unit HiFi-GAN released with TWIST's mHuBERT-25Hz tokenizer (single LJ speaker, duration
-# predictor), in the folder of the official k-means (slamlib.hub verifies their SHA-256).
-HIFIGAN_BASE_URL = "https://dl.fbaipublicfiles.com/textless_nlp/twist/speech_tokenizer/"
-HIFIGAN_CHECKPOINT_URL = HIFIGAN_BASE_URL + "hifigan_lj_mhubert_base_25hz.pt"
-HIFIGAN_CONFIG_URL = HIFIGAN_BASE_URL + "hifigan_lj_mhubert_base_25hz_config.json"
 
 
 LRELU_SLOPE = 0.1  # HiFi-GAN's slope everywhere but before conv_post, which uses torch's 0.01

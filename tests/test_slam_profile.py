@@ -1,0 +1,142 @@
+"""The `slam` profile end to end, offline: `python -m slamlib run --profile slam` over the stand-ins
+of its hub assets (`slamlib.standins`), sizes turned down by `--set` only, through every slam-only
+branch of notebooks 01-06; and a published SlamKit checkpoint through `eval`, `generate` and
+notebook 06's `MODEL`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slamlib.standins import N_SALMON, N_SBLIMP_IDS, N_STORYCLOZE, SALMON_PARTS, slam_overrides
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository: also a fresh clone, not installed
+STEPS = 2  # pretraining and DPO steps: enough to write every file, not to learn anything
+
+
+def slamlib_cli(*args, timeout=300) -> tuple[subprocess.CompletedProcess, dict]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "SLAMLIB_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "agg"}
+    result = subprocess.run([sys.executable, "-m", "slamlib", *args], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "{}"
+    return result, json.loads(last)
+
+
+def set_args(overrides: dict[str, str]) -> list[str]:
+    return [arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")]
+
+
+def tokenizer_args(standins) -> list[str]:
+    """What a published checkpoint needs from the profile: the speech tokenizer and the vocoder."""
+    return set_args({"tokenizer.features.model": str(standins.hubert), "tokenizer.kmeans": str(standins.kmeans),
+                     "eval.hifigan_checkpoint": str(standins.hifigan_checkpoint),
+                     "eval.hifigan_config": str(standins.hifigan_config)})
+
+
+def finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+# --- the tutorial, end to end --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def slam_run(standins, tmp_path_factory):
+    out = tmp_path_factory.mktemp("slam") / "run"
+    overrides = slam_overrides(standins, steps=STEPS)
+    result, summary = slamlib_cli("run", "--profile", "slam", "--out", str(out), *set_args(overrides),
+                                  timeout=30 * 60)
+    if result.returncode != 0:
+        pytest.fail("the slam tutorial failed on the stand-ins:\n" + result.stdout[-3000:] + result.stderr[-3000:])
+    return out, overrides, json.loads((out / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_every_benchmark_scored_on_its_official_layout(slam_run, standins):
+    out, overrides, metrics = slam_run
+    assert metrics["profile"] == "slam" and metrics["overrides"] == overrides
+    # no pairs.csv anywhere: the official folders were read (sBLIMP averages its 2 voices per id)
+    assert not any((getattr(standins, b) / "pairs.csv").exists() for b in ("sblimp", "ssc", "tsc", "salmon"))
+    expected = {"sblimp": N_SBLIMP_IDS, "ssc": N_STORYCLOZE, "tsc": N_STORYCLOZE, "salmon": len(SALMON_PARTS) * N_SALMON}
+    assert metrics["pairs"] == expected
+    for results in (metrics["benchmarks"], metrics["benchmarks_before_dpo"]):
+        assert set(results) == set(expected) and all(0 <= v <= 100 for v in results.values())
+    evaluated = json.loads((out / "metrics" / "06_evaluation.json").read_text())
+    assert set(evaluated["results"]["DPO"]["benchmarks"]["salmon"]["breakdown"]) == set(SALMON_PARTS)
+    assert evaluated["results"]["DPO"]["missing"] == {}
+
+
+@pytest.mark.slow
+def test_genppl_and_both_auto_bleus_are_numbers(slam_run):
+    _, _, metrics = slam_run
+    generation = metrics["generation"]
+    assert generation["computed"] is True and generation["samples"] == 2, generation
+    assert finite(generation["auto_bleu"]) and finite(generation["auto_bleu_gslm"]), generation
+    assert generation["scored"] >= 1 and finite(generation["genppl"]) and generation["genppl"] > 0, generation
+
+
+@pytest.mark.slow
+def test_models_load_with_transformers_and_dpo_used_the_papers_settings(slam_run):
+    from transformers import AutoModelForCausalLM
+
+    out, _, metrics = slam_run
+    for folder in ("pretrained", "dpo"):
+        model = AutoModelForCausalLM.from_pretrained(out / "models" / folder)
+        assert type(model).__name__ == "Qwen2ForCausalLM" and model.config.vocab_size == 502
+        assert (out / "models" / folder / "speech_tokenizer" / "speech_tokenizer.json").exists()
+    pretraining, dpo = metrics["steps"]["04_packed_pretraining"], metrics["steps"]["05_dpo"]
+    assert pretraining["steps"] == STEPS and dpo["steps"] == STEPS
+    # what TRL trained with (paper Table 5): beta 0.1, lr 5e-5, inverse-sqrt
+    assert (dpo["beta"], dpo["learning_rate"], dpo["lr_scheduler"]) == (0.1, 5e-5, "inverse_sqrt")
+    assert finite(dpo["first_loss"]) and finite(dpo["final_loss"])
+
+
+# --- a published checkpoint ---------------------------------------------------------------------------
+
+def test_published_checkpoint_evaluates_through_the_cli(standins):
+    """A SlamKit folder has no speech tokenizer of its own: `eval` builds the profile's (slam by default)."""
+    assert not (standins.speech_lm / "speech_tokenizer").exists()
+    result, summary = slamlib_cli("eval", "--model", str(standins.speech_lm), "--benchmark", "sblimp",
+                                  "--data", str(standins.sblimp), "--quiet", *tokenizer_args(standins))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary["pairs"] == N_SBLIMP_IDS and 0 <= summary["accuracy"] <= 100
+
+
+def test_published_checkpoint_generates_through_the_cli(standins, tmp_path):
+    prompt = sorted(standins.ssc.glob("*_correct.wav"))[0]
+    out = tmp_path / "continued.wav"
+    result, summary = slamlib_cli("generate", "--model", str(standins.speech_lm), "--prompt", str(prompt),
+                                  "--out", str(out), "--seconds", "1", "--max-new-tokens", "8",
+                                  *tokenizer_args(standins))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert out.exists() and summary["prompt_units"] > 0 and 0 < summary["new_units"] <= 8
+    assert summary["continuation_seconds"] > 0 and not summary["silent"]
+
+
+def test_a_checkpoint_without_a_speech_tokenizer_needs_a_pretrained_kmeans(standins):
+    """The tiny profile fits its k-means on speech, so it cannot give a published checkpoint units: say so."""
+    result, summary = slamlib_cli("eval", "--model", str(standins.speech_lm), "--benchmark", "sblimp",
+                                  "--data", str(standins.sblimp), "--profile", "tiny", "--quiet")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert str(standins.speech_lm) in summary["error"] and "tokenizer.kmeans" in summary["error"], summary
+
+
+@pytest.mark.slow
+def test_notebook_06_evaluates_a_published_checkpoint(standins, tmp_path):
+    from slamlib.pipeline import run_notebook
+
+    overrides = slam_overrides(standins, steps=STEPS)
+    run_notebook("06_evaluation.ipynb", tmp_path / "run",
+                 {"PROFILE": "slam", "MODEL": str(standins.speech_lm), "OVERRIDES": overrides})
+    evaluated = json.loads((tmp_path / "run" / "metrics" / "06_evaluation.json").read_text())
+    assert list(evaluated["results"]) == [str(standins.speech_lm)]
+    assert evaluated["generated_by"] == str(standins.speech_lm)
+    benchmarks = evaluated["results"][str(standins.speech_lm)]["benchmarks"]
+    assert set(benchmarks) == {"sblimp", "ssc", "tsc", "salmon"}
+    assert evaluated["generation"]["computed"] and finite(evaluated["generation"]["auto_bleu"])
