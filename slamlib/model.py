@@ -162,7 +162,8 @@ def _transplant(text_model, speech_model, unit_embeddings: str, parts=("all",)) 
     parts = set(TWIST_PARTS if "all" in parts else parts)
     unknown = parts - set(TWIST_PARTS)
     if unknown:
-        raise ValueError(f"model.twist_parts: unknown part(s) {sorted(unknown)}; choose from all, {', '.join(TWIST_PARTS)}")
+        raise ValueError(f"model.twist_parts: unknown part(s) {sorted(unknown)}; "
+                         f"choose from all, {', '.join(TWIST_PARTS)}")
     source = text_model.state_dict()
     target = speech_model.state_dict()
     missing = [k for k in target if weight_part(k) != "vocabulary" and k not in source]

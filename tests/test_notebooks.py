@@ -40,7 +40,8 @@ def test_notebook_01_tokenization(tiny_run):
     assert_clean(tiny_run.executed("01_tokenization.ipynb"))
     # running it again changes nothing: the tokenizer is reused and no unit is written twice
     def shards():
-        return sorted((p.name, p.stat().st_mtime_ns) for p in (tiny_run.root / "units" / "speech_sample").glob("shard-*"))
+        folder = tiny_run.root / "units" / "speech_sample"
+        return sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("shard-*"))
 
     units = shards()
     assert units
