@@ -440,9 +440,10 @@ TINY = Profile(
     # of steps does not depend on its speed); the reference log-probabilities are computed once (a
     # third less work a step). Seed 0, from the MLP-TWIST model: held-out pairs 58.9 -> 74.3,
     # tStoryCloze-style 78.0 -> 82.7, sBLIMP-style 78.5 -> 78.7 (three passes on the earlier
-    # profile: +8 and -1.0); the schedule (inverse-sqrt) does not depend on the number of passes. A likelihood term on the
-    # chosen ending (weight 0.2) keeps the grammar: sBLIMP-style fell 2.8 points without it and 1.0
-    # with it on an earlier world (weight 0.5 and 1.0 lifted held-out pairs less).
+    # profile: +8 and -1.0); the schedule (inverse-sqrt) does not depend on the number of passes.
+    # A likelihood term on the chosen ending (weight 0.2) keeps the grammar: sBLIMP-style fell 2.8
+    # points without it and 1.0 with it on an earlier world (weight 0.5 and 1.0 lifted held-out
+    # pairs less).
     dpo=PreferenceConfig(batch_size=8, grad_accum=1, lr=5e-4, epochs=1.0, sft_weight=0.2, max_length=512,
                          budget="15m", precompute_ref=True, precision="fp32", log_every=5, eval_every=100),
     eval=EvalConfig(benchmarks=(("sblimp", "benchmarks/sblimp"), ("ssc", "benchmarks/ssc"), ("tsc", "benchmarks/tsc")),
