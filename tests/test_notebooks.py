@@ -65,7 +65,7 @@ def test_notebook_02_model_initialization(tiny_run):
 @pytest.mark.slow
 def test_notebook_03_synthetic_data(tiny_run):
     m = tiny_run.metrics("03_synthetic_data")
-    s = P.synth
+    s = P.data.synthetic
     assert m["heldout_overlap"] == 0
     assert m["benchmark_pairs"] == {"tsc": s.n_test_stories, "ssc": s.n_test_stories, "sblimp": s.n_sblimp}
     assert m["preference_pairs"]["preference/heldout"] == s.n_heldout_preference
@@ -102,7 +102,7 @@ def test_notebook_05_dpo(tiny_run):
     w = P.dpo.sft_weight
     assert m["steps"] >= 1 and 0.6931 - w < m["first_loss"] < 0.6931 + w * math.log(502)
     for when in ("before", "after"):
-        assert m[when]["preference_heldout"]["pairs"] == P.synth.n_heldout_preference and "ssc" in m[when]["benchmarks"]
+        assert m[when]["preference_heldout"]["pairs"] == P.data.synthetic.n_heldout_preference and "ssc" in m[when]["benchmarks"]
     assert (tiny_run.root / "models" / "dpo" / "speech_tokenizer" / "speech_tokenizer.json").exists()
     assert (tiny_run.root / "figures" / "05_dpo.png").stat().st_size > 10_000
     assert_clean(tiny_run.executed("05_dpo.ipynb"))
@@ -115,7 +115,7 @@ def test_notebook_06_evaluation(tiny_run):
         result = m["results"][model]
         assert set(result["benchmarks"]) == {"sblimp", "ssc", "tsc"} and not result["missing"]
         assert all(0 <= b["accuracy"] <= 100 and b["pairs"] >= 1000 for b in result["benchmarks"].values())
-        assert result["preference_heldout"]["pairs"] == P.synth.n_heldout_preference
+        assert result["preference_heldout"]["pairs"] == P.data.synthetic.n_heldout_preference
     assert not m["generation"]["computed"] and "whisper" in m["generation"]["reason"]
     assert m["generation"]["new_units_mean"] > 0
     assert "| Slam, paper | 1×A5000, 24 h | 58.86 |" in m["paper_table"] and "| DPO | this run (tiny) |" in m["paper_table"]
@@ -141,7 +141,7 @@ def test_run_metrics_gather_the_headline_numbers(tiny_run):
     assert m["benchmarks"]["tsc"] == round(evaluated["DPO"]["benchmarks"]["tsc"]["accuracy"], 2)
     assert m["benchmarks_before_dpo"]["sblimp"] == round(evaluated["pretrained"]["benchmarks"]["sblimp"]["accuracy"], 2)
     assert m["pairs"] == {name: b["pairs"] for name, b in evaluated["DPO"]["benchmarks"].items()}
-    assert m["preference_heldout"]["pairs"] == P.synth.n_heldout_preference
+    assert m["preference_heldout"]["pairs"] == P.data.synthetic.n_heldout_preference
     assert {"before_dpo", "after_dpo"} <= set(m["preference_heldout"])
     for name in ("pretrained", "dpo"):
         assert (run_dir / m["models"][name] / "config.json").exists()  # absolute paths replace run_dir
