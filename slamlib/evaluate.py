@@ -16,6 +16,7 @@ penalty 1.1, from prompts cut from the start of utterances (3 s).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -245,15 +246,76 @@ def models_to_evaluate(run, model: str | os.PathLike | None = None) -> dict[str,
             "DPO": run.require("models/dpo", "05_dpo.ipynb")}
 
 
+def model_fingerprint(model_dir: str | os.PathLike, profile) -> str | None:
+    """SHA-256 of what decides a saved model's scores: its config, weights and speech tokenizer
+    (the profile's, for a checkpoint without one), and the scoring settings. None for a hub id."""
+    root = Path(model_dir)
+    if not root.is_dir():
+        return None
+    h = hashlib.sha256(f"{profile.eval.score}".encode())
+    own = sorted((root / "speech_tokenizer").glob("*")) if (root / "speech_tokenizer").is_dir() else []
+    if not own:
+        h.update(repr(profile.tokenizer).encode())
+    for path in [root / "config.json", *sorted(root.glob("*.safetensors")), *own]:
+        if path.is_file():
+            h.update(path.name.encode())
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 24), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def _files_key(paths: Sequence[Path]) -> str:
+    """What a data set's scores depend on besides the model: its files, sizes and modification times."""
+    stats = []
+    for path in paths:
+        st = Path(path).stat()
+        stats.append((str(path), st.st_size, st.st_mtime_ns))
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()
+
+
+class _ScoreCache:
+    """Results of one model on each data set, kept under RUN/scores/ by model and data fingerprint:
+    notebook 06 re-reads what notebook 05 scored. A changed model or data set gets new keys."""
+
+    def __init__(self, run_root: str | os.PathLike, model_key: str | None):
+        self.dir, self.model_key = Path(run_root) / "scores", model_key
+
+    def path(self, name: str, data_key: str) -> Path | None:
+        if self.model_key is None:
+            return None
+        digest = hashlib.sha256(f"{self.model_key}/{name}/{data_key}".encode()).hexdigest()[:24]
+        return self.dir / f"{name}-{digest}.json"
+
+    def get(self, name: str, data_key: str, compute):
+        path = self.path(name, data_key)
+        if path is not None and path.exists():
+            return json.loads(path.read_text())
+        result = compute()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial")
+            partial.write_text(json.dumps(result))
+            partial.replace(path)  # a complete file or none
+        return result
+
+
 def evaluate_model(model_dir: str | os.PathLike, profile, run_root: str | os.PathLike, *,
                    benchmarks: Sequence[str] | None = None, progress: bool = False, device: str = "cpu") -> dict:
     """Every benchmark of the profile (and the held-out preference pairs) for one saved model.
-    A benchmark whose data is missing is reported as such, not as a failure."""
+    A benchmark whose data is missing is reported as such, not as a failure. Scores of a model
+    folder are kept under RUN/scores/, so evaluating the same model on the same data again reads them."""
     from slamlib.model import load_speech_lm
 
     cfg = profile.eval
-    # a checkpoint without its own speech tokenizer (a published one) gets the profile's
-    model, speech_tokenizer = load_speech_lm(model_dir, device=device, tokenizer_config=profile.tokenizer)
+    cache = _ScoreCache(run_root, model_fingerprint(model_dir, profile))
+    loaded: list = []
+
+    def model_and_tokenizer():
+        if not loaded:  # a checkpoint without its own speech tokenizer (a published one) gets the profile's
+            loaded.extend(load_speech_lm(model_dir, device=device, tokenizer_config=profile.tokenizer))
+        return loaded
+
     out: dict = {"model": str(model_dir), "benchmarks": {}, "missing": {}}
     for name, path in cfg.benchmarks:
         if benchmarks is not None and name not in benchmarks:
@@ -262,13 +324,22 @@ def evaluate_model(model_dir: str | os.PathLike, profile, run_root: str | os.Pat
         if not data.exists():
             out["missing"][name] = str(data)
             continue
-        result = evaluate_benchmark(model, speech_tokenizer, name, data, score=cfg.score,
-                                    batch_tokens=cfg.batch_tokens, progress=progress,
-                                    units_cache=Path(run_root) / "units" / "benchmarks" / name)
-        out["benchmarks"][name] = result.to_dict()
-    if cfg.preference_heldout and (Path(run_root) / "units" / cfg.preference_heldout).exists():
-        out["preference_heldout"] = preference_accuracy(model, Path(run_root) / "units" / cfg.preference_heldout,
-                                                        score=cfg.score, batch_tokens=cfg.batch_tokens)
+        pairs = read_pairs(data)
+
+        def score(name=name, pairs=pairs):
+            return evaluate_pairs(*model_and_tokenizer(), pairs, name=name, score=cfg.score,
+                                  batch_tokens=cfg.batch_tokens, progress=progress,
+                                  units_cache=Path(run_root) / "units" / "benchmarks" / name).to_dict()
+
+        files = [f for p in pairs for f in (p.positive, p.negative)]
+        out["benchmarks"][name] = cache.get(name, _files_key(files), score)
+    heldout = Path(run_root) / "units" / cfg.preference_heldout if cfg.preference_heldout else None
+    if heldout is not None and heldout.exists():
+        def score_heldout():
+            return preference_accuracy(model_and_tokenizer()[0], heldout, score=cfg.score, batch_tokens=cfg.batch_tokens)
+
+        out["preference_heldout"] = cache.get("preference_heldout", _files_key(sorted(heldout.rglob("*.parquet"))),
+                                              score_heldout)
     return out
 
 

@@ -245,3 +245,31 @@ def test_results_table_sits_beside_the_paper():
     markdown = to_markdown(table)
     assert "| Slam, paper | 1×A5000, 24 h | 58.86 | 58.04 | 82.04 | 62.8 | 3.88 |" in markdown
     assert "| DPO | 2 CPU cores | 71.23 |" in markdown
+
+
+def test_evaluate_model_keeps_scores_by_model_and_data(model, speech_tokenizer, pair_folder, tmp_path, monkeypatch):
+    """A second evaluation of the same model folder on the same files reads RUN/scores/ (notebook 06
+    after notebook 05); new weights or a rewritten file are scored again."""
+    import dataclasses
+
+    from slamlib import evaluate
+
+    profile = get_profile("tiny", {"tokenizer.n_units": 16})
+    profile = dataclasses.replace(profile, eval=dataclasses.replace(
+        profile.eval, benchmarks=(("tsc", str(pair_folder)),), preference_heldout=None))
+    folder = save_speech_lm(model, tmp_path / "model", speech_tokenizer)
+    calls = []
+    real = evaluate.sequence_scores
+    monkeypatch.setattr(evaluate, "sequence_scores", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = evaluate.evaluate_model(folder, profile, tmp_path / "run")
+    again = evaluate.evaluate_model(folder, profile, tmp_path / "run")
+    assert len(calls) == 1 and again["benchmarks"] == first["benchmarks"]
+    assert len(list((tmp_path / "run" / "scores").glob("tsc-*.json"))) == 1
+    other = init_speech_lm(ModelConfig(base=None, architecture=ARCH), 16, init="random", seed=1)
+    save_speech_lm(other, folder, speech_tokenizer)  # new weights in the same folder
+    evaluate.evaluate_model(folder, profile, tmp_path / "run")
+    assert len(calls) == 2
+    wav = load_audio(pair_folder / "wavs" / "p1_neg.wav")
+    write_audio(pair_folder / "wavs" / "p1_neg.wav", wav[: len(wav) // 2])  # a rewritten file
+    evaluate.evaluate_model(folder, profile, tmp_path / "run")
+    assert len(calls) == 3
