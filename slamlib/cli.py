@@ -13,6 +13,7 @@ Every command prints a JSON summary as its last line of output, for scripts to r
     python -m slamlib eval --model runs/tiny/models/dpo --benchmark tsc --data runs/tiny/benchmarks/tsc
     python -m slamlib eval --model slprl/slam --benchmark ssc --data sSC/       # the slam profile's tokenizer
     python -m slamlib generate --model runs/tiny/models/dpo --prompt speech.wav --out continued.wav
+    python -m slamlib export --format slamkit runs/slam/models/dpo runs/slam/export/slamkit     # a UnitLM folder
     python -m slamlib bench tokenize
     python -m slamlib run --profile tiny --out runs/tiny
     python -m slamlib run --profile slam --out runs/slam --set train.budget=2h --set data.hub.librispeech.rows=20000
@@ -209,6 +210,16 @@ def cmd_generate(args) -> dict:
             "silent": bool(np.abs(result["audio"]).max() == 0)}
 
 
+def cmd_export(args) -> dict:
+    from slamlib.formats import export_speech_lm, load_causal_lm, read_config
+
+    out = export_speech_lm(args.model, args.out, args.format, dtype=args.dtype, base_model_name=args.base_model_name)
+    model = load_causal_lm(out)  # what was written reads back
+    return {"command": "export", "model": str(args.model), "out": str(out), "format": args.format,
+            "dtype": args.dtype, "model_type": read_config(out)["model_type"],
+            "parameters": sum(p.numel() for p in model.parameters()), "files": sorted(f.name for f in out.iterdir())}
+
+
 def cmd_bench(args) -> dict:
     what = args.what
     if what == "tokenize":
@@ -382,6 +393,18 @@ def _generate_parser(sub) -> None:
     p.set_defaults(func=cmd_generate)
 
 
+def _export_parser(sub) -> None:
+    p = sub.add_parser("export", help="write a speech LM in SlamKit's UnitLM format or slamlib's (transformers)")
+    p.add_argument("model", help="a speech LM folder or hub id, in either format")
+    p.add_argument("out", help="a new (or empty) folder")
+    p.add_argument("--format", choices=["slamkit", "transformers"], default="slamkit")
+    p.add_argument("--dtype", choices=["bfloat16", "float32", "float16"], default="bfloat16",
+                   help="the weights' dtype (SlamKit's Slam models are bfloat16)")
+    p.add_argument("--base-model-name", default="Qwen/Qwen2.5-0.5B",
+                   help="slamkit: the text LM SlamKit reads the base config of (base_config overrides every field)")
+    p.set_defaults(func=cmd_export)
+
+
 def _bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="speed benchmarks (JSON)")
     p.add_argument("what", choices=["tokenize", "train", "eval", "ceilings", "attention", "profile", "precision", "memory",
@@ -423,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m slamlib", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_profile_parser, _tokenize_parser, _synth_parser, _init_parser, _train_parser, _dpo_parser,
-                _eval_parser, _generate_parser, _bench_parser, _run_parser, _figures_parser):  # --help's order
+                _eval_parser, _generate_parser, _export_parser, _bench_parser, _run_parser, _figures_parser):  # --help's order
         add(sub)
     return parser
 
@@ -437,7 +460,8 @@ def main(argv: list[str] | None = None) -> None:
         from slamlib.pipeline import NotebookFailed
         from slamlib.runs import MissingStepError
 
-        if isinstance(err, (AssetUnavailableError, NotebookFailed, MissingStepError, FileNotFoundError, ValueError)):
+        if isinstance(err, (AssetUnavailableError, NotebookFailed, MissingStepError, FileNotFoundError, FileExistsError,
+                            ValueError)):
             print(f"error: {err}", file=sys.stderr)
             _print_json({"command": args.command, "error": str(err)})
             raise SystemExit(1) from None

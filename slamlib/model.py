@@ -21,7 +21,8 @@ theta 10,000 (Qwen's default is 1,000,000), dropout 0, no KV cache in training.
 
 A saved speech LM is a plain transformers checkpoint (`AutoModelForCausalLM.from_pretrained`
 loads it) with the unit tokenizer beside it (`PreTrainedTokenizerFast.from_pretrained` loads it)
-and the exact speech tokenizer it was trained with in `speech_tokenizer/`.
+and the exact speech tokenizer it was trained with in `speech_tokenizer/`. `load_speech_lm` also
+reads SlamKit's `UnitLM` folders (the published Slam models), and `slamlib.formats` writes either.
 """
 
 from __future__ import annotations
@@ -202,19 +203,19 @@ def save_speech_lm(model, directory: str | os.PathLike, speech_tokenizer=None) -
 
 def load_speech_lm(ref: str | os.PathLike, *, device="cpu", dtype=torch.float32, speech_tokenizer=None,
                    tokenizer_config=None):
-    """(model, speech tokenizer) from a saved speech LM (a local directory or a hub id).
+    """(model, speech tokenizer) from a saved speech LM (a local directory or a hub id), in
+    slamlib's format or SlamKit's `UnitLM` format (`slamlib.formats`).
 
     A checkpoint without its own `speech_tokenizer/` (a published SlamKit checkpoint such as
     `slprl/slam`) gets `speech_tokenizer` if given, else the one `tokenizer_config` (a
     `TokenizerConfig`) describes, by default the `slam` profile's: mHuBERT-25Hz layer 11 with the
     official 500-unit k-means."""
-    from transformers import AutoModelForCausalLM
-
     from slamlib import hub
+    from slamlib.formats import load_causal_lm
     from slamlib.tokenization.speech_tokenizer import SpeechTokenizer, build_speech_tokenizer
 
-    path = hub.resolve_model(str(ref), what="speech language model")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+    path = Path(hub.resolve_model(str(ref), what="speech language model"))
+    model = load_causal_lm(path, dtype=dtype).to(device).eval()
     if speech_tokenizer is None:
         if (path / SPEECH_TOKENIZER_DIR / "speech_tokenizer.json").exists():
             speech_tokenizer = SpeechTokenizer.load(path / SPEECH_TOKENIZER_DIR, device=device)

@@ -68,7 +68,8 @@ class StandIns:
     text_lm: Path  # Qwen/Qwen2.5-0.5B: Qwen2ForCausalLM + its tokenizer
     asr: Path  # openai/whisper-large-v3-turbo: WhisperForConditionalGeneration + WhisperProcessor
     judge: Path  # meta-llama/Llama-3.2-1B: LlamaForCausalLM + tokenizer.json
-    speech_lm: Path  # slprl/slam_scaled: a SlamKit Qwen2ForCausalLM over 500 units (vocab 502)
+    speech_lm: Path  # slprl/slam_scaled: a SlamKit UnitLM over 500 units (vocab 502), weights under lm.
+    speech_lm_plain: Path  # the same network as a plain transformers Qwen2ForCausalLM folder
     librispeech: Path  # openslr/librispeech_asr: CONFIG/SPLIT/0000.parquet
     stinystories: Path  # slprl/sTinyStories: data/data-0000N-of-00002.parquet
     spokenswag: Path  # slprl/SpokenSwag: data/{train,validation}-00000-of-00001.parquet
@@ -91,7 +92,7 @@ def build_standins(root, seed: int = 0) -> StandIns:
         hifigan_checkpoint=root / "speech_tokenizer" / HIFIGAN_NAME,
         hifigan_config=root / "speech_tokenizer" / HIFIGAN_CONFIG_NAME,
         text_lm=root / "Qwen2.5-0.5B", asr=root / "whisper-large-v3-turbo", judge=root / "Llama-3.2-1B",
-        speech_lm=root / "slam_scaled", librispeech=root / "librispeech_asr", stinystories=root / "sTinyStories",
+        speech_lm=root / "slam_scaled", speech_lm_plain=root / "slam_scaled_transformers", librispeech=root / "librispeech_asr", stinystories=root / "sTinyStories",
         spokenswag=root / "SpokenSwag", ssc=root / "spoken_storycloze" / "sSC",
         tsc=root / "spoken_storycloze" / "tSC", sblimp=root / "sLM21_dataset" / "syntactic" / "dev",
         salmon=root / "salmon",
@@ -116,6 +117,7 @@ def build_standins(root, seed: int = 0) -> StandIns:
         _whisper(s.asr, texts, seed)
         _llama(s.judge, texts, seed)
         _slamkit_checkpoint(s.speech_lm, seed)
+        _plain_speech_lm(s.speech_lm_plain, seed)
     return s
 
 
@@ -596,11 +598,9 @@ def _llama(folder: Path, texts: list[str], seed: int) -> None:
     tok.save_pretrained(folder)
 
 
-def _slamkit_checkpoint(folder: Path, seed: int) -> None:
-    """A published SlamKit speech LM as on the hub (slprl/slam_scaled): only config.json,
-    generation_config.json and the weights of a Qwen2ForCausalLM over 502 ids (`<PAD>`=0, `<S>`=1
-    as BOS and EOS, unit u -> u + 2), rope theta 10,000, bf16, tied embeddings. No tokenizer and
-    no speech tokenizer beside it: SlamKit knows those from its own config."""
+def _slamkit_model(seed: int):
+    """A Qwen2ForCausalLM over 502 ids (`<PAD>`=0, `<S>`=1 as BOS and EOS, unit u -> u + 2), rope
+    theta 10,000, tied embeddings, bf16: the network inside a published Slam model, shrunk."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
@@ -612,4 +612,45 @@ def _slamkit_checkpoint(folder: Path, seed: int) -> None:
     torch.manual_seed(seed + 1)
     model = Qwen2ForCausalLM(config).to(torch.bfloat16)
     model.generation_config = GenerationConfig(pad_token_id=0, bos_token_id=1, eos_token_id=1)
-    model.save_pretrained(folder)
+    return model
+
+
+def _plain_speech_lm(folder: Path, seed: int) -> None:
+    """The same network saved as a plain transformers folder (config.json of a Qwen2ForCausalLM,
+    generation_config.json, model.safetensors), as slamlib and other tools save a speech LM."""
+    _slamkit_model(seed).save_pretrained(folder)
+
+
+# config.json of a UnitLM as SlamKit (transformers 4.48) saves slprl/slam_scaled: the wrapper's
+# fields, and the base LM's config as from_pretrained("Qwen/Qwen2.5-0.5B", rope_theta=10000,
+# torch_dtype="bfloat16", pad/bos/eos 0/1/1) left it. The base config keeps the text LM's vocabulary
+# size: the embeddings were resized after the LM was built, on a copy of this config.
+_UNITLM_FIELDS = {"architectures": ["UnitLM"], "model_type": "speech_language_model",
+                  "base_model_name": "Qwen/Qwen2.5-0.5B", "twist_init": True, "use_cache": False,
+                  "trust_remote_code": None, "use_safetensors": None, "rope_theta": 10000,
+                  "torch_dtype": "bfloat16", "transformers_version": "4.48.1"}
+_QWEN25_FIELDS = {"_name_or_path": "Qwen/Qwen2.5-0.5B", "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+                  "attention_dropout": 0.0, "hidden_act": "silu", "initializer_range": 0.02, "max_position_embeddings": 32768,
+                  "rms_norm_eps": 1e-06, "rope_scaling": None, "rope_theta": 10000, "sliding_window": None,
+                  "tie_word_embeddings": True, "torch_dtype": "bfloat16", "use_cache": False,
+                  "use_sliding_window": False, "vocab_size": 151936, "bos_token_id": 1, "eos_token_id": 1,
+                  "pad_token_id": 0}
+
+
+def _slamkit_checkpoint(folder: Path, seed: int) -> None:
+    """A published SlamKit speech LM as on the hub (slprl/slam_scaled): a UnitLM's config.json,
+    generation_config.json and model.safetensors with every weight under `lm.` (bf16; the tied
+    output layer not stored). No tokenizer and no speech tokenizer beside it: SlamKit knows those
+    from its own config. The same network as `_plain_speech_lm` writes for the same seed."""
+    from safetensors.torch import save_file
+
+    model = _slamkit_model(seed)
+    base = {**_QWEN25_FIELDS, "max_window_layers": _QWEN2_ARCH["num_hidden_layers"], **_QWEN2_ARCH}
+    config = {**_UNITLM_FIELDS, "base_config": base, "vocab_size": N_UNITS + 2,
+              "max_position_embeddings": base["max_position_embeddings"], "tie_word_embeddings": True}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    (folder / "generation_config.json").write_text(json.dumps(
+        {"bos_token_id": 1, "eos_token_id": 1, "pad_token_id": 0, "transformers_version": "4.48.1"}, indent=2) + "\n")
+    weights = {f"lm.{k}": v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})

@@ -99,13 +99,29 @@ def test_models_load_with_transformers_and_dpo_used_the_papers_settings(slam_run
 
 # --- a published checkpoint ---------------------------------------------------------------------------
 
-def test_published_checkpoint_evaluates_through_the_cli(standins):
-    """A SlamKit folder has no speech tokenizer of its own: `eval` builds the profile's (slam by default)."""
-    assert not (standins.speech_lm / "speech_tokenizer").exists()
-    result, summary = slamlib_cli("eval", "--model", str(standins.speech_lm), "--benchmark", "sblimp",
-                                  "--data", str(standins.sblimp), "--quiet", *tokenizer_args(standins))
+def test_published_checkpoint_evaluates_through_the_cli(standins, tmp_path):
+    """A SlamKit UnitLM folder (and the same network as a plain transformers folder) has no speech
+    tokenizer of its own: `eval` builds the profile's (slam by default). Both score every file alike."""
+    scores = {}
+    for model in (standins.speech_lm, standins.speech_lm_plain):
+        assert not (model / "speech_tokenizer").exists()
+        pairs = tmp_path / f"{model.name}.csv"
+        result, summary = slamlib_cli("eval", "--model", str(model), "--benchmark", "sblimp", "--pairs-out", str(pairs),
+                                      "--data", str(standins.sblimp), "--quiet", *tokenizer_args(standins))
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert summary["pairs"] == N_SBLIMP_IDS and 0 <= summary["accuracy"] <= 100
+        scores[model.name] = pairs.read_text()
+    assert scores[standins.speech_lm.name] == scores[standins.speech_lm_plain.name]
+
+
+def test_export_writes_a_unitlm_folder_that_evaluates_alike(standins, tmp_path):
+    out = tmp_path / "exported"
+    result, summary = slamlib_cli("export", "--format", "slamkit", str(standins.speech_lm_plain), str(out))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert summary["pairs"] == N_SBLIMP_IDS and 0 <= summary["accuracy"] <= 100
+    assert summary["model_type"] == "speech_language_model" and summary["files"] == [
+        "config.json", "generation_config.json", "model.safetensors"]
+    result, again = slamlib_cli("export", "--format", "slamkit", str(standins.speech_lm_plain), str(out))
+    assert result.returncode == 1 and "Traceback" not in result.stderr and str(out) in again["error"]
 
 
 def test_published_checkpoint_generates_through_the_cli(standins, tmp_path):

@@ -230,12 +230,17 @@ def test_published_checkpoint_format(standins, speech_tokenizer):
     from slamlib.tokenization.units import UnitTokenizer
 
     config = json.loads((standins.speech_lm / "config.json").read_text())
-    assert config["architectures"] == ["Qwen2ForCausalLM"] and config["vocab_size"] == 502
-    assert (config["pad_token_id"], config["bos_token_id"], config["eos_token_id"]) == (0, 1, 1)
-    model, tokenizer = load_speech_lm(standins.speech_lm, speech_tokenizer=speech_tokenizer)
-    assert tokenizer is speech_tokenizer and model.config.rope_parameters["rope_theta"] == 10_000
+    assert config["architectures"] == ["UnitLM"] and config["vocab_size"] == 502
+    base = config["base_config"]
+    assert (base["pad_token_id"], base["bos_token_id"], base["eos_token_id"], base["rope_theta"]) == (0, 1, 1, 10000)
+    plain = json.loads((standins.speech_lm_plain / "config.json").read_text())
+    assert plain["architectures"] == ["Qwen2ForCausalLM"] and plain["vocab_size"] == 502
     ids = torch.tensor([UnitTokenizer(500).encode([0, 7, 499])])
-    assert ids.tolist() == [[1, 2, 9, 501, 1]] and model(ids).logits.shape == (1, 5, 502)
+    assert ids.tolist() == [[1, 2, 9, 501, 1]]
+    for folder in (standins.speech_lm, standins.speech_lm_plain):
+        model, tokenizer = load_speech_lm(folder, speech_tokenizer=speech_tokenizer)
+        assert tokenizer is speech_tokenizer and model.config.rope_parameters["rope_theta"] == 10_000
+        assert model(ids).logits.shape == (1, 5, 502)
 
 
 def test_unit_hifigan_loads_and_vocodes(standins, speech_tokenizer):
