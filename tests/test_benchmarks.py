@@ -87,3 +87,17 @@ def test_zerospeech_sblimp_layout_pairs_by_id_and_voice(tmp_path):
 def test_pair_equality_ignores_info(tmp_path):
     a = Pair("x", tmp_path / "p", tmp_path / "n", {"k": 1})
     assert a == Pair("x", tmp_path / "p", tmp_path / "n", {})
+
+
+def test_genppl_prompts_are_the_first_correct_files_by_their_number(tmp_path):
+    """SlamKit's order: 1, 2, 10 by the number starting the name; neither by story id (a, b, z)
+    nor by name as text (10 before 2)."""
+    from slamlib.data.benchmarks import genppl_prompts
+
+    for number, story in ((10, "b"), (2, "a"), (1, "z"), (3, "c")):
+        for role in ("correct", "incorrect"):
+            (tmp_path / f"{number}_{story}_{role}.wav").write_bytes(b"")
+    assert [p.name for p in genppl_prompts(tmp_path, 3)] == ["1_z_correct.wav", "2_a_correct.wav", "3_c_correct.wav"]
+    assert len(genppl_prompts(tmp_path, 1000)) == 4 and genppl_prompts(tmp_path, 0) == []
+    with pytest.raises(ValueError, match="n_generations"):
+        genppl_prompts(tmp_path, -1)

@@ -76,6 +76,29 @@ def read_pairs(path: str | os.PathLike) -> list[Pair]:
     )
 
 
+def genppl_prompts(path: str | os.PathLike, n: int) -> list[Path]:
+    """GenPPL's prompt files: the first `n` positive (correct) files of an sStoryCloze set, in
+    the order of the number that begins each SpokenStoryCloze file name (`12_STORY_correct.wav`
+    is 12: "the first 1,000 correct files" of the paper and SlamKit's GenPPL config), not in the
+    order of story ids. Files without a number (our manifests) keep the reader's order, after
+    the numbered ones.
+
+    >>> import tempfile; folder = Path(tempfile.mkdtemp())
+    >>> for name in ("10_b", "2_a", "1_z"):
+    ...     for role in ("correct", "incorrect"): _ = (folder / f"{name}_{role}.wav").write_bytes(b"")
+    >>> [p.name for p in genppl_prompts(folder, 2)]
+    ['1_z_correct.wav', '2_a_correct.wav']
+    """
+    if n < 0:
+        raise ValueError(f"eval.n_generations must be 0 or more, not {n}")
+
+    def order(pair: Pair) -> tuple:
+        match = _STORYCLOZE.match(pair.positive.stem)
+        return (0, int(match.group(1)), pair.positive.name) if match and match.group(1) else (1, 0, "")
+
+    return [pair.positive for pair in sorted(read_pairs(path), key=order)][:n]
+
+
 def _is_gold(path: Path) -> bool:
     return {"filename", "correct", "id", "voice"} <= set(pd.read_csv(path, nrows=0).columns)
 
