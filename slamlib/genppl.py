@@ -7,7 +7,7 @@ each transcript is scored by a text LM acting as judge (`meta-llama/Llama-3.2-1B
 
 so a sample counts the same whatever its length. The same transcripts give Auto-BLEU, how much a
 continuation repeats itself, in two definitions that give different numbers (see `slamlib.metrics`):
-`auto_bleu` is SlamKit's (word bigrams, the paper's column) and `auto_bleu_gslm` is GSLM's.
+`auto_bleu` is SlamKit's (bigrams of NLTK word tokens, the paper's column) and `auto_bleu_gslm` is GSLM's.
 
 >>> round(gen_ppl([math.log(2), math.log(8)]), 6)   # exp((ln 2 + ln 8) / 2)
 4.0
@@ -265,7 +265,7 @@ def evaluate_continuations(waveforms: Sequence[np.ndarray],
     `transcriber` and `judge` are ready objects or model references (hub ids or local directories),
     loaded on `device` in `dtype` when given as references. Returns a JSON-ready dict:
     - `genppl`: exp(mean per-sample mean NLL) over the scored samples (None if none could be scored);
-    - `auto_bleu`: SlamKit's Auto-BLEU (word bigrams; the paper's column), mean over all samples;
+    - `auto_bleu`: SlamKit's Auto-BLEU (bigrams of NLTK word tokens; the paper's column), mean over all samples;
     - `auto_bleu_gslm`: GSLM's Auto-BLEU (uni- and bigrams, no overlaps), mean over all samples;
     - `samples`, `empty_transcripts` (left out of GenPPL), `scored` (in GenPPL);
     - `transcripts` and `nlls` per sample (`None` where a sample was left out).

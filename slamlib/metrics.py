@@ -3,11 +3,17 @@
 Auto-BLEU measures how much a text repeats itself. Two definitions are in use and give
 different numbers, so they are named apart:
 
-- `auto_bleu_slamkit` (SlamKit; the SpokenSwag filter and the paper's Auto-BLEU column): word and
-  punctuation tokens, bigrams; the fraction of bigrams that occur anywhere else in the same text.
+- `auto_bleu_slamkit` (SlamKit's `calc_auto_bleu`; the paper's Auto-BLEU column and SpokenSwag's
+  repetition filter): tokens from NLTK's word tokenizer (`NLTKWordTokenizer`, which needs no
+  downloaded data), bigrams; the fraction of bigram positions whose bigram also occurs at another
+  position of the same text. This is the number the paper reports.
 - `auto_bleu_gslm` (the original GSLM definition): whitespace tokens; for each n the fraction of
   n-grams that occur elsewhere in the text, never counting n-grams that overlap the one being
   checked; n = 1..N combined with weights (arithmetic or geometric mean).
+
+Both score one transcript; the mean over samples is left to the callers.
+`word_tokens` is a separate, regex tokenizer (words and punctuation) kept for vocabularies; Auto-BLEU
+no longer uses it.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from functools import lru_cache
 from typing import Sequence
 
+AUTO_BLEU = "nltk-word-bigrams"  # the definition auto_bleu_slamkit computes (data filtered with it record it)
 _TOKEN = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
 
 
@@ -29,13 +37,36 @@ def word_tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+@lru_cache(maxsize=1)
+def _nltk_tokenizer():
+    """NLTK's Treebank-style word tokenizer, built once on first use (importing NLTK is slow, and
+    only Auto-BLEU needs it)."""
+    from nltk.tokenize import NLTKWordTokenizer
+
+    return NLTKWordTokenizer()
+
+
+def nltk_word_tokens(text: str) -> list[str]:
+    """The tokens SlamKit's Auto-BLEU counts: NLTK's word tokenizer on the whole text, without
+    sentence splitting, so only the text's final period is split off its word and a period inside
+    the text stays on the word before it.
+
+    >>> nltk_word_tokens("I don't know. I don't know.")
+    ['I', 'do', "n't", 'know.', 'I', 'do', "n't", 'know', '.']
+    """
+    return _nltk_tokenizer().tokenize(text)
+
+
 def auto_bleu_slamkit(text: str, n: int = 2) -> float:
-    """Fraction of the text's n-grams that also occur at another position (0 when it has none).
+    """SlamKit's (the paper's) Auto-BLEU of one text: the fraction of its n-gram positions whose
+    n-gram (of NLTK word tokens) also occurs at another position; 0 when it has no n-grams.
 
     >>> auto_bleu_slamkit("the cat the cat sat")   # 'the cat' twice out of 4 bigrams
     0.5
+    >>> auto_bleu_slamkit("I don't know. I don't know.")   # 'I do' and "do n't" twice each: 4 of 8
+    0.5
     """
-    tokens = word_tokens(text)
+    tokens = nltk_word_tokens(text)
     grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
     if not grams:
         return 0.0

@@ -35,7 +35,7 @@ from slamlib.audio import SAMPLE_RATE, write_audio
 from slamlib.data.benchmarks import write_pairs
 from slamlib.data.stories import Texts, build_texts
 from slamlib.data.tts import EspeakTTS
-from slamlib.metrics import auto_bleu_slamkit
+from slamlib.metrics import AUTO_BLEU, auto_bleu_slamkit
 from slamlib.profiles import Voice
 from slamlib.progress import progress as progress_bar
 from slamlib.runs import RunDir
@@ -176,7 +176,9 @@ def synthesize_corpora(cfg, seed: int, run: RunDir, progress: bool = True) -> di
     if not (cfg.read_voices and cfg.preference_voices and cfg.sblimp_voices):
         raise ValueError("the synthetic data needs read_voices, preference_voices and sblimp_voices")
     texts = make_texts(cfg, seed)
-    fingerprint = hashlib.sha256(json.dumps([dataclasses.asdict(cfg), seed], default=str).encode()).hexdigest()[:16]
+    # AUTO_BLEU names the definition the pairs were filtered with: pairs written under another are not reused
+    fingerprint = hashlib.sha256(json.dumps([dataclasses.asdict(cfg), seed, AUTO_BLEU],
+                                            default=str).encode()).hexdigest()[:16]
     tts = EspeakTTS(workers=cfg.workers)
     written = {}
     common = dict(shard_size=cfg.shard_size, fingerprint=fingerprint, progress=progress)
