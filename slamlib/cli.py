@@ -252,6 +252,10 @@ def cmd_bench(args) -> dict:
         from slamlib.bench.precision import bench_precision
 
         return bench_precision(one, steps=args.steps or 30)
+    if what == "unit-precision":
+        from slamlib.bench.unit_precision import bench_unit_precision
+
+        return bench_unit_precision(seconds=args.seconds or 60.0, device=one, audio=args.audio)
     if what == "memory":
         from slamlib.bench.memory import bench_memory
 
@@ -408,10 +412,12 @@ def _export_parser(sub) -> None:
 def _bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="speed benchmarks (JSON)")
     p.add_argument("what", choices=["tokenize", "train", "eval", "ceilings", "attention", "profile", "precision", "memory",
-                                     "gpu"],
-                   help="gpu: every measurement of the slam profile on a GPU in one call")
+                                     "gpu", "unit-precision"],
+                   help="gpu: every measurement of the slam profile on a GPU in one call; unit-precision: the"
+                        " share of HuBERT units that bf16 autocast changes")
     p.add_argument("--seconds", type=float, help="seconds of audio per measurement")
-    p.add_argument("--audio", type=Path, help="tokenize, gpu: a folder of audio to repeat instead of synthesizing speech")
+    p.add_argument("--audio", type=Path,
+                   help="tokenize, unit-precision, gpu: a folder of audio to use instead of synthesizing speech")
     p.add_argument("--device", action="append", help="device(s) to measure (default: cpu, and cuda if present)")
     p.add_argument("--steps", type=int, help="timed steps (train, profile, precision)")
     p.add_argument("--no-compare", action="store_true", help="train: skip the transformers Trainer baseline")

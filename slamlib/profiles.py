@@ -89,7 +89,10 @@ class HubertConfig:
     layer: int = 11
     pad_samples: int = 40
     normalize: bool = False  # per-utterance zero mean / unit variance (not used by mHuBERT-25Hz)
-    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; or "fp32" / "bf16"
+    # "fp32" on every device (SlamKit's units, which the published models were trained on) or "bf16":
+    # autocast where the device has it, faster, but it moves some frames to another unit (docs/benchmarks.md,
+    # "Units under bf16"). "auto", the old default, is read as "fp32".
+    precision: str = "fp32"
 
     kind = "hubert"
 

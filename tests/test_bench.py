@@ -98,3 +98,45 @@ def test_gpu_summary_names_failed_sections_and_the_numbers():
     text = gpu.gpu_summary(report)
     assert "tokenize: FAILED ModuleNotFoundError" in text and "150000 tokens/s, MFU 0.34" in text
     assert "memory 24 GiB: fits = True" in text and "matmul_tflops square 790.0" in text
+
+
+def test_unit_changes_are_changed_frames_over_frames_and_edits_over_dedup_units():
+    from slamlib.bench.unit_precision import edit_distance, unit_changes
+
+    fp32 = [[4, 4, 7, 7, 7, 9], [1, 1, 1, 2]]
+    bf16 = [[4, 7, 7, 7, 7, 9], [1, 3, 1, 2]]  # frame 2 moves a boundary; frame 8 flickers to unit 3
+    changes = unit_changes(fp32, bf16)
+    assert changes["frames"] == 10 and changes["frames_changed"] == 2 and changes["frames_changed_fraction"] == 0.2
+    # dedup: [4, 7, 9] vs [4, 7, 9] (no edit) and [1, 2] vs [1, 3, 1, 2] (two insertions)
+    assert changes["dedup_units"] == 5 and changes["dedup_edits"] == 2 and changes["dedup_edit_fraction"] == 0.4
+    assert unit_changes(fp32, fp32)["frames_changed_fraction"] == 0.0
+    assert edit_distance([1, 2, 3], [3, 2, 1]) == 2 and edit_distance([1, 2, 3], []) == 3
+    with pytest.raises(ValueError, match="the same frames"):
+        unit_changes([[1, 2]], [[1, 2, 2]])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_unit_precision_bench_on_a_tiny_encoder(precision):
+    """fp32 against fp32 must change nothing; bf16 autocast (CPU) must move the features."""
+    from conftest import tiny_hubert_config
+    from transformers import HubertModel
+
+    from slamlib.bench.unit_precision import bench_unit_precision
+
+    torch.manual_seed(0)
+    model = HubertModel(tiny_hubert_config()).eval()
+    result = bench_unit_precision(seconds=3.0, fit_seconds=3.0, device="cpu", precision=precision, n_units=8,
+                                  layer=2, model=model)
+    assert {"device", "dtype", "audio_seconds", "frames", "frames_changed_fraction", "dedup_edit_fraction",
+            "features_max_abs_diff", "encoder", "kmeans"} <= set(result)
+    assert result["device"] == "cpu"
+    assert result["frames"] == pytest.approx(25 * result["audio_seconds"], abs=2 * result["utterances"])
+    assert result["frames_changed_fraction"] == result["frames_changed"] / result["frames"]
+    if precision == "fp32":
+        assert result["dtype"] == "float32"
+        assert result["frames_changed_fraction"] == 0.0 == result["dedup_edit_fraction"]
+        assert result["features_max_abs_diff"] == 0.0
+    else:
+        assert result["dtype"] == "bfloat16" and "CPU bf16 autocast" in result["compared"]
+        assert 0 < result["features_max_abs_diff"] < result["features_max_abs_fp32"]
+        assert 0.0 <= result["frames_changed_fraction"] <= 1.0 and 0.0 <= result["dedup_edit_fraction"]

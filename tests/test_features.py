@@ -122,3 +122,107 @@ def test_features_config_round_trip():
         assert features_config_from_dict(features_config_to_dict(config)) == config
     with pytest.raises(ValueError, match="unknown feature extractor kind"):
         features_config_from_dict({"kind": "mfcc"})
+
+
+# --- precision: fp32 by default everywhere, bf16 only when asked ----------------------------------
+
+def test_hubert_precision_defaults_to_fp32():
+    assert HubertConfig().precision == "fp32"
+
+
+@pytest.mark.parametrize("precision,device_type,native_bf16,expected", [
+    ("fp32", "cpu", False, False),
+    ("fp32", "cuda", True, False),  # an A100 or H100 too: no autocast unless asked
+    ("fp32", "cuda", False, False),
+    ("auto", "cuda", True, False),  # the old default: read as fp32, no longer bf16 on CUDA
+    ("auto", "cpu", False, False),
+    ("bf16", "cuda", True, True),
+    ("bf16", "cuda", False, False),  # a T4 or V100: falls back to fp32
+    ("bf16", "cpu", False, True),  # torch's CPU autocast
+    ("bf16", "mps", False, False),
+])
+def test_uses_bf16(precision, device_type, native_bf16, expected):
+    from slamlib.tokenization.features import uses_bf16
+
+    assert uses_bf16(precision, device_type, native_bf16) is expected
+
+
+@pytest.mark.parametrize("bad", ["fp16", "bfloat16", "", "AUTO"])
+def test_a_bad_precision_names_the_setting_and_the_choices(tiny_hubert_dir, bad):
+    from slamlib.tokenization.features import uses_bf16
+
+    for fail in (lambda: uses_bf16(bad, "cuda", True),
+                 lambda: HubertExtractor(HubertConfig(model=str(tiny_hubert_dir), layer=1, precision=bad),
+                                         device="cpu")):
+        with pytest.raises(ValueError, match=r"tokenizer\.features\.precision=.*choose fp32 \(the default\) or bf16"):
+            fail()
+
+
+def test_hubert_runs_in_fp32_unless_bf16_is_asked_for(tiny_hubert_dir, speech):
+    wav = speech[0][2]
+    default = HubertExtractor(HubertConfig(model=str(tiny_hubert_dir), layer=2), device="cpu")
+    auto = HubertExtractor(HubertConfig(model=str(tiny_hubert_dir), layer=2, precision="auto"), device="cpu")
+    bf16 = HubertExtractor(HubertConfig(model=str(tiny_hubert_dir), layer=2, precision="bf16"), device="cpu")
+    assert not default.bf16 and not default._autocast._enabled and default.config.precision == "fp32"
+    assert not auto.bf16 and auto.config.precision == "fp32"  # saved again, it says fp32
+    assert bf16.bf16 and bf16._autocast._enabled
+    a, b, c = default([wav])[0], auto([wav])[0], bf16([wav])[0]
+    assert a.dtype == b.dtype == c.dtype == torch.float32
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    torch.testing.assert_close(a, c, atol=0.1, rtol=0.05)
+
+
+def _legacy_fingerprint(tokenizer) -> str:
+    """The fingerprint as computed before precision counted in it (precision left out)."""
+    import hashlib
+    import json
+
+    config = {k: v for k, v in tokenizer.to_config().items() if k != "kmeans"}
+    config["features"] = {k: v for k, v in config["features"].items() if k not in ("precision", "model")}
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_bf16_gets_its_own_fingerprint_and_old_tokenizers_keep_theirs(tiny_hubert_dir, tmp_path):
+    import json
+
+    from slamlib.tokenization.speech_tokenizer import CONFIG_NAME, SpeechTokenizer
+
+    km = KMeans(torch.randn(8, 32, generator=torch.Generator().manual_seed(0)))
+
+    def tokenizer(precision):
+        config = HubertConfig(model=str(tiny_hubert_dir), layer=2, precision=precision)
+        return SpeechTokenizer(HubertExtractor(config, device="cpu"), km)
+
+    fp32, auto, bf16 = tokenizer("fp32"), tokenizer("auto"), tokenizer("bf16")
+    assert fp32.fingerprint() == auto.fingerprint() == _legacy_fingerprint(fp32)  # saved units stay valid
+    assert bf16.fingerprint() != fp32.fingerprint()
+
+    # a tokenizer saved before fp32 became the default carries "auto": it loads, and runs in fp32
+    folder = fp32.save(tmp_path / "tok")
+    saved = json.loads((folder / CONFIG_NAME).read_text())
+    saved["features"]["precision"] = "auto"
+    (folder / CONFIG_NAME).write_text(json.dumps(saved))
+    loaded = SpeechTokenizer.load(folder, device="cpu")
+    assert loaded.extractor.config.precision == "fp32" and not loaded.extractor.bf16
+    assert loaded.fingerprint() == fp32.fingerprint()
+    as_bf16 = SpeechTokenizer.load(folder, device="cpu", precision="bf16")  # how it runs, asked for on loading
+    assert as_bf16.extractor.bf16 and as_bf16.fingerprint() == bf16.fingerprint()
+
+
+def test_a_saved_tokenizer_runs_in_the_precision_its_profile_asks_for(tiny_hubert_dir, speech, tmp_path):
+    """Changing only `precision` reuses the saved k-means (no refit) and runs the encoder as asked."""
+    from slamlib.profiles import TokenizerConfig
+    from slamlib.tokenization.speech_tokenizer import load_or_build_speech_tokenizer
+
+    def config(precision):
+        return TokenizerConfig(features=HubertConfig(model=str(tiny_hubert_dir), layer=2, precision=precision),
+                               n_units=4, fit_seconds=3.0)
+
+    wavs = [w for _, _, w in speech]
+    built = load_or_build_speech_tokenizer(config("fp32"), tmp_path / "tok", fit_audio=wavs, device="cpu")
+    again = load_or_build_speech_tokenizer(config("bf16"), tmp_path / "tok", device="cpu")  # no fit audio: loads
+    assert again.extractor.bf16 and torch.equal(again.kmeans.centroids, built.kmeans.centroids)
+    assert again.fingerprint() != built.fingerprint()
+    back = load_or_build_speech_tokenizer(config("auto"), tmp_path / "tok", device="cpu")
+    assert not back.extractor.bf16 and back.fingerprint() == built.fingerprint()

@@ -18,6 +18,7 @@ from slamlib.bench.profile import bench_profile
 from slamlib.bench.timing import machine
 from slamlib.bench.tokenize import bench_tokenize
 from slamlib.bench.train import bench_train
+from slamlib.bench.unit_precision import bench_unit_precision
 
 
 def bench_gpu(out: str | Path | None = None, audio: Path | None = None, steps: int = 6,
@@ -26,7 +27,7 @@ def bench_gpu(out: str | Path | None = None, audio: Path | None = None, steps: i
     own (one that fails is recorded with its error and the rest go on): the ceilings, training
     (eager, compiled, compiled with 16 x 8 micro-batches, and the transformers Trainer), where a
     step's time goes (eager and compiled), bf16 against fp32, the paper batch on 24 GiB,
-    evaluation at ~1,900 pairs, and tokenization. The JSON is rewritten to `out` after every
+    evaluation at ~1,900 pairs, tokenization, and the share of units that bf16 features change. The JSON is rewritten to `out` after every
     section, and a short table printed at the end. `only`: these sections alone."""
     if not torch.cuda.is_available():
         raise SystemExit("bench gpu needs a CUDA GPU")
@@ -46,6 +47,7 @@ def bench_gpu(out: str | Path | None = None, audio: Path | None = None, steps: i
         ("memory 24 GiB, checkpointing", lambda: bench_memory(24.0, checkpointing=True)),
         ("eval", lambda: bench_eval(["cuda"], batch_tokens=[32768])),
         ("tokenize", lambda: bench_tokenize(devices=["cuda"], audio=audio)),
+        ("unit precision", lambda: bench_unit_precision(device="cuda", audio=audio)),
         ("profile eager", lambda: bench_profile("cuda", steps=2)),
         ("profile compiled", lambda: bench_profile("cuda", steps=2, compile=True)),
     ]

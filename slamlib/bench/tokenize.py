@@ -6,7 +6,9 @@ end to end from FLAC files (decoding, features, k-means, dedup, parquet writing:
 each the median of three runs after a warm-up.
 Two tokenizers: (a) the `tiny` profile's log-mel + 200-unit k-means, and (b) a HuBERT-base-shaped
 25 Hz encoder with random weights (the mHuBERT-25Hz architecture, made locally) + 500-unit
-k-means, which costs what the paper's tokenizer costs without downloading it.
+k-means, which costs what the paper's tokenizer costs without downloading it. (b) runs in fp32,
+slamlib's default; on a CUDA card with native bf16 it is measured under bf16 autocast too (the
+opt-in `tokenizer.features.precision=bf16`, whose effect on units `bench unit-precision` measures).
 """
 
 from __future__ import annotations
@@ -87,6 +89,12 @@ def _tokenizers(device: torch.device, folder: Path):
     batch_seconds = 320.0 if device.type == "cuda" else 60.0
     yield "hubert25hz+kmeans500", SpeechTokenizer(hubert, KMeans(torch.randn(500, 768, generator=gen)),
                                                   batch_seconds=batch_seconds)
+    if device.type == "cuda":  # the speed precision="bf16" buys; the units it moves: bench unit-precision
+        hubert = HubertExtractor(HubertConfig(model="random-mhubert-25hz-shaped", layer=11, precision="bf16"),
+                                 device=device, model=random_mhubert_25hz())
+        if hubert.bf16:  # not on a card without native bf16
+            yield "hubert25hz+kmeans500 bf16", SpeechTokenizer(hubert, KMeans(torch.randn(500, 768, generator=gen)),
+                                                               batch_seconds=batch_seconds)
 
 
 def bench_tokenize(seconds: float | None = None, devices: list[str] | None = None, audio: Path | None = None) -> dict:

@@ -11,6 +11,9 @@ was batched with: padding is masked wherever it could leak (HuBERT's GroupNorm a
   no download, fast on CPU.
 - `HubertExtractor`: a transformers `HubertModel` (the paper's `slprl/mhubert-base-25hz`, or any
   local HubertModel directory), hidden states of one layer (`hidden_states[11]` in the paper).
+  In fp32 on every device by default, as SlamKit computes the units the published Slam models
+  were trained on; bf16 autocast only when `precision="bf16"` asks for it (`uses_bf16`): it is
+  faster on a GPU but moves some frames to another unit (`python -m slamlib bench unit-precision`).
 
 Not here: k-means (`slamlib.tokenization.kmeans`) and deduplication (`slamlib.tokenization.units`). The settings
 (`LogMelConfig`, `HubertConfig`) live with every other setting, in `slamlib.profiles`.
@@ -19,7 +22,8 @@ Not here: k-means (`slamlib.tokenization.kmeans`) and deduplication (`slamlib.to
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+import warnings
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -140,6 +144,47 @@ def _masked_instance_norm(h: torch.Tensor, lengths: torch.Tensor, norm: torch.nn
     return out
 
 
+PRECISIONS = ("fp32", "bf16")
+PRECISION_ALIASES = {"auto": "fp32"}  # the default before fp32 became it: saved tokenizers still carry it
+
+
+def hubert_precision(value: str) -> str:
+    """The precision a HubertConfig's `precision` names: "fp32" or "bf16".
+
+    "auto" (what tokenizers saved before fp32 became the default carry) is read as "fp32": it
+    used to mean bf16 autocast on CUDA, and now fp32 everywhere.
+
+    >>> hubert_precision("auto"), hubert_precision("bf16")
+    ('fp32', 'bf16')
+    >>> hubert_precision("fp16")
+    Traceback (most recent call last):
+    ...
+    ValueError: tokenizer.features.precision='fp16': choose fp32 (the default) or bf16 ('auto' is read as fp32)
+    """
+    name = PRECISION_ALIASES.get(value, value)
+    if name not in PRECISIONS:
+        raise ValueError(f"tokenizer.features.precision={value!r}: choose fp32 (the default) or bf16"
+                         f" ('auto' is read as fp32)")
+    return name
+
+
+def uses_bf16(precision: str, device_type: str, native_bf16: bool) -> bool:
+    """Whether HuBERT runs under bf16 autocast: only when asked for ("bf16"), on a CUDA card with
+    native bf16 (compute capability 8.0 and later) or on a CPU (torch's CPU autocast; bf16
+    units make it fast only on CPUs with AVX512-BF16 or AMX). Elsewhere (a T4 or V100, mps) a
+    request for bf16 falls back to fp32 with a warning: bf16 is only ever a speed-up, and where
+    it would be emulated it is none, while fp32 gives the reference units.
+
+    >>> uses_bf16("fp32", "cuda", True), uses_bf16("auto", "cuda", True), uses_bf16("bf16", "cuda", True)
+    (False, False, True)
+    >>> uses_bf16("bf16", "cpu", False), uses_bf16("bf16", "cuda", False), uses_bf16("bf16", "mps", False)
+    (True, False, False)
+    """
+    if hubert_precision(precision) == "fp32":
+        return False
+    return device_type == "cpu" or (device_type == "cuda" and native_bf16)
+
+
 def _native_bf16(device) -> bool:
     from slamlib.device import Capabilities
 
@@ -149,14 +194,17 @@ def _native_bf16(device) -> bool:
 class HubertExtractor:
     """Hidden states of one HubertModel layer, batch-invariant.
 
-    Only the layers up to `layer` are kept, so nothing above it is computed."""
+    Only the layers up to `layer` are kept, so nothing above it is computed. `config.precision`
+    is checked and "auto" read as "fp32" (`hubert_precision`); `self.bf16` says whether this
+    device runs it under bf16 autocast (`uses_bf16`)."""
 
     def __init__(self, config: HubertConfig = HubertConfig(), device="auto", model=None):
         from transformers import HubertModel
 
         from slamlib import hub
 
-        self.config = config
+        precision = hubert_precision(config.precision)  # a bad value fails before any download
+        self.config = config = replace(config, precision=precision)
         self.device = resolve_device(device)
         if model is None:
             path = hub.resolve_model(config.model, what="HuBERT speech encoder")
@@ -169,9 +217,12 @@ class HubertExtractor:
         self.model = model.eval().to(self.device)
         self.dim = model.config.hidden_size
         self.frame_rate = SAMPLE_RATE / math.prod(model.config.conv_stride)
-        use_bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda"
-                                                  and _native_bf16(self.device))  # fp32 on a T4 or V100
-        self._autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16)
+        self.bf16 = uses_bf16(precision, self.device.type,
+                              self.device.type == "cuda" and _native_bf16(self.device))
+        if precision == "bf16" and not self.bf16:
+            warnings.warn(f"tokenizer.features.precision='bf16': {self.device} has no native bf16, so HuBERT"
+                          " runs in fp32", stacklevel=2)
+        self._autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def n_frames(self, n_samples: int) -> int:
         n = torch.tensor([n_samples + 2 * self.config.pad_samples])

@@ -145,9 +145,16 @@ class SpeechTokenizer:
         """Identifies what this tokenizer computes (features settings + centroids), not where its
         files are: the same after `save` and `load` (a local encoder is copied into the saved folder,
         so its path changes) and the same for a hub id and a local copy of it. The centroids
-        belong to one encoder's features, so they stand for the encoder too."""
+        belong to one encoder's features, so they stand for the encoder too.
+
+        HuBERT under bf16 autocast moves some frames to another unit, so a tokenizer that runs
+        it in bf16 here (`HubertExtractor.bf16`) has its own fingerprint. One in fp32 (the
+        default; "auto" is read as fp32, and "bf16" falls back to it on a card without bf16)
+        keeps the fingerprint tokenizers had before precision counted, so their units stay valid."""
         config = {k: v for k, v in self.to_config().items() if k not in ("kmeans",)}
         config["features"] = {k: v for k, v in config["features"].items() if k not in ("precision", "model")}
+        if getattr(self.extractor, "bf16", False):
+            config["features"]["precision"] = "bf16"
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
     def save(self, directory: str | os.PathLike, include_encoder: bool | None = None) -> Path:
@@ -173,7 +180,10 @@ class SpeechTokenizer:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device="auto", batch_seconds: float = 160.0) -> "SpeechTokenizer":
+    def load(cls, directory: str | os.PathLike, device="auto", batch_seconds: float = 160.0,
+             precision: str | None = None) -> "SpeechTokenizer":
+        """`precision`: run a HuBERT encoder in this precision instead of the saved one (it
+        decides how the encoder runs, not which k-means goes with it)."""
         directory = Path(directory)
         path = directory / CONFIG_NAME
         if not path.exists():
@@ -184,6 +194,8 @@ class SpeechTokenizer:
         features = dict(config["features"])
         if features["kind"] == HubertConfig.kind and (directory / features["model"]).is_dir():
             features["model"] = str(directory / features["model"])
+        if features["kind"] == HubertConfig.kind and precision is not None:
+            features["precision"] = precision
         kmeans = KMeans.load(directory / config["kmeans"])
         if kmeans.fingerprint() != config["kmeans_sha256"]:
             raise ValueError(f"{directory / config['kmeans']}: centroids differ from those {path} was saved with")
@@ -232,7 +244,7 @@ def build_speech_tokenizer(config, *, fit_audio: Iterable[np.ndarray] | None = N
 
 
 def _same_settings(saved: dict, config) -> bool:
-    ignore = ("precision", "model")  # how it runs and where the encoder is stored, not what it computes
+    ignore = ("precision", "model")  # how it runs (applied on loading) and where the encoder is stored
     wanted = {k: v for k, v in features_config_to_dict(config.features).items() if k not in ignore}
     have = {k: v for k, v in saved["features"].items() if k not in ignore}
     return (have == wanted and saved["n_units"] == config.n_units and saved["dedup"] == config.dedup
@@ -248,7 +260,8 @@ def load_or_build_speech_tokenizer(config, directory: str | os.PathLike, *,
     directory = Path(directory)
     saved = directory / CONFIG_NAME
     if saved.exists() and _same_settings(json.loads(saved.read_text()), config):
-        return SpeechTokenizer.load(directory, device=device, batch_seconds=config.batch_seconds)
+        return SpeechTokenizer.load(directory, device=device, batch_seconds=config.batch_seconds,
+                                    precision=getattr(config.features, "precision", None))
     tokenizer = build_speech_tokenizer(config, fit_audio=fit_audio, device=device, seed=seed)
     tokenizer.save(directory)
     return tokenizer
