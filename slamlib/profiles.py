@@ -175,6 +175,9 @@ class HubCorpus:
     audio_column: str = "audio"
     id_column: str | None = None
     keep_columns: tuple[str, ...] = ("text",)
+    # Preference corpora only: keep a pair when the Auto-BLEU (SlamKit's, NLTK word bigrams) of its
+    # prompt_text + " " + chosen_text is below this (strictly); None keeps every pair.
+    max_auto_bleu: float | None = None
 
 
 @dataclass(frozen=True)
@@ -474,8 +477,10 @@ SLAM = Profile(
         HubCorpus("librispeech", "openslr/librispeech_asr", config="all",
                   split="train.clean.100+train.clean.360+train.other.500", id_column="id"),
         HubCorpus("stinystories", "slprl/sTinyStories", split="train"),
+        # SlamKit's DPO data config (config/data/preference_alignment_data.yaml): repetition_filter
+        # true, auto_bleu_n 2, max_auto_bleu 0.3, computed from prompt_text + " " + chosen_text.
         HubCorpus("spokenswag", "slprl/SpokenSwag", kind="preference", split="train",
-                  keep_columns=("speaker", "prompt_text", "chosen_text", "rejected_text")),
+                  keep_columns=("speaker", "prompt_text", "chosen_text", "rejected_text"), max_auto_bleu=0.3),
     )),
     # Paper §4.1: TWIST from Qwen2.5-0.5B (its architecture, so that it resolves offline).
     model=ModelConfig(

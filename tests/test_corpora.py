@@ -1,15 +1,17 @@
 """The real corpora's loading path, on small local copies in the published schemas and layouts."""
 
 import dataclasses
+import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from datasets import Audio, Features, List, Value
 
-from slamlib.data.corpora import load_hub_corpus, read_preference_units, tokenize_audio_corpus
+from slamlib.data.corpora import FILTER_INFO, load_hub_corpus, read_preference_units, tokenize_audio_corpus
 from slamlib.data.synth import flac, prepare_data
 from slamlib.hub import AssetUnavailableError
+from slamlib.metrics import auto_bleu_slamkit
 from slamlib.profiles import DataConfig, HubCorpus, get_profile
 from slamlib.runs import RunDir
 from slamlib.tokenization.corpus import read_units
@@ -106,3 +108,125 @@ def test_real_ids_fail_offline_with_the_asset_named():
     for corpus in slam.data.hub:
         with pytest.raises(AssetUnavailableError, match=corpus.dataset):
             load_hub_corpus(corpus, max_rows=1)
+
+
+# --- SpokenSwag's repetition filter (SlamKit's DPO data: Auto-BLEU of prompt + chosen < 0.3) ---------
+
+# prompt, chosen, and the Auto-BLEU of "prompt chosen" on NLTK word tokens, worked out by hand.
+# The stored auto_bleu2 is 0.0 everywhere: the filter must compute the score from the texts.
+FILTER_ROWS = [
+    ("The small boat drifted.", "It reached the shore.", 0.0),  # no bigram twice: kept
+    # yes yes yes yes she said to all of them . -> 10 bigrams, (yes yes) x3: 3/10 = 0.3, not below 0.3: dropped
+    ("yes yes yes yes", "she said to all of them.", 0.3),
+    # ... of them again . -> 11 bigrams, 3 repeat: 3/11 < 0.3: kept
+    ("yes yes yes yes", "she said to all of them again.", 3 / 11),
+    # I do n't know. I do n't know . -> 8 bigrams, (I do) x2 and (do n't) x2: 4/8: dropped
+    ("I don't know.", "I don't know.", 0.5),
+]
+TEXT_COLUMNS = ("prompt_text", "chosen_text", "rejected_text")
+
+
+@pytest.fixture(scope="module")
+def swag_copies(tmp_path_factory, speech):
+    """SpokenSwag-format copies of FILTER_ROWS: with texts, with only auto_bleu2, with neither."""
+    root = tmp_path_factory.mktemp("swag")
+    audio = [{"bytes": flac(w), "path": f"{i}.flac"} for i, (_, _, w) in enumerate(speech)]
+    rows = [{"speaker": "af_bella", "prompt_text": p, "chosen_text": c, "rejected_text": "Nothing happened.",
+             "prompt": audio[0], "chosen": audio[1], "rejected": audio[2], "auto_bleu2": 0.0}
+            for p, c, _ in FILTER_ROWS]
+    write(root / "texts" / "data" / "train-00000-of-00001.parquet", rows, SCHEMAS["spokenswag"])
+    scores_only = Features({k: v for k, v in SCHEMAS["spokenswag"].items() if k not in TEXT_COLUMNS})
+    scored = [{**{k: v for k, v in r.items() if k not in TEXT_COLUMNS}, "auto_bleu2": s}
+              for r, s in zip(rows, (0.1, 0.3, 0.29, 0.5))]
+    write(root / "scores" / "data" / "train-00000-of-00001.parquet", scored, scores_only)
+    bare = Features({k: v for k, v in scores_only.items() if k != "auto_bleu2"})
+    write(root / "bare" / "data" / "train-00000-of-00001.parquet",
+          [{k: v for k, v in r.items() if k != "auto_bleu2"} for r in scored], bare)
+    return root
+
+
+def swag_corpus(root, max_auto_bleu=0.3):
+    return HubCorpus("spokenswag", str(root), kind="preference", keep_columns=TEXT_COLUMNS,
+                     max_auto_bleu=max_auto_bleu)
+
+
+def test_hand_worked_auto_bleu_of_the_filter_rows():
+    for prompt, chosen, expected in FILTER_ROWS:
+        assert auto_bleu_slamkit(f"{prompt} {chosen}") == pytest.approx(expected), (prompt, chosen)
+    assert auto_bleu_slamkit("yes yes yes yes she said to all of them.") == 0.3  # exactly: 0.3 is dropped
+
+
+def test_repetitive_pairs_are_dropped_and_counted(swag_copies, speech_tokenizer, tmp_path):
+    corpus = swag_corpus(swag_copies / "texts")
+    summary = tokenize_audio_corpus(load_hub_corpus(corpus), tmp_path / "swag", speech_tokenizer, kind="preference",
+                                    max_auto_bleu=corpus.max_auto_bleu, keep_columns=corpus.keep_columns, progress=False)
+    counts = {"max_auto_bleu": 0.3, "scored_by": "text", "kept": 2, "dropped": 2}
+    assert summary["repetition_filter"] == counts and summary["tokenized"] == 6
+    assert json.loads((tmp_path / "swag" / FILTER_INFO).read_text()) == counts
+    pairs = read_preference_units(tmp_path / "swag")
+    assert pairs.pair.tolist() == ["row-000000000", "row-000000002"]  # the rows keep their numbers
+    assert pairs.chosen_text.tolist() == [FILTER_ROWS[0][1], FILTER_ROWS[2][1]]
+    # a rerun reuses the shards and still reports what the filter kept and dropped
+    again = tokenize_audio_corpus(load_hub_corpus(corpus), tmp_path / "swag", speech_tokenizer, kind="preference",
+                                  max_auto_bleu=corpus.max_auto_bleu, keep_columns=corpus.keep_columns, progress=False)
+    assert again["tokenized"] == 0 and again["already_done"] == 6 and again["repetition_filter"] == counts
+    # no filter: the two dropped pairs are added; then the folder holds pairs a 0.3 filter drops
+    unfiltered = tokenize_audio_corpus(load_hub_corpus(swag_corpus(swag_copies / "texts", None)), tmp_path / "swag",
+                                       speech_tokenizer, kind="preference", keep_columns=TEXT_COLUMNS, progress=False)
+    assert unfiltered["tokenized"] == 6 and unfiltered["repetition_filter"]["kept"] == 4
+    assert len(read_preference_units(tmp_path / "swag")) == 4
+    with pytest.raises(ValueError, match=r"holds pairs tokenized with max_auto_bleu=None.*delete the old shards"):
+        tokenize_audio_corpus(load_hub_corpus(corpus), tmp_path / "swag", speech_tokenizer, kind="preference",
+                              max_auto_bleu=corpus.max_auto_bleu, progress=False)
+
+
+def test_no_threshold_keeps_every_pair(swag_copies, speech_tokenizer, tmp_path):
+    profile = dataclasses.replace(get_profile("slam"), data=DataConfig(hub=(swag_corpus(swag_copies / "texts"),)))
+    assert get_profile(profile, {"data.hub.spokenswag.max_auto_bleu": "0.5"}).data.hub[0].max_auto_bleu == 0.5
+    off = get_profile(profile, {"data.hub.spokenswag.max_auto_bleu": "none"})
+    assert off.data.hub[0].max_auto_bleu is None
+    summary = prepare_data(off, RunDir(tmp_path / "run"), speech_tokenizer, max_rows=2, progress=False)
+    swag = summary["units"]["spokenswag"]
+    assert swag["repetition_filter"] == {"max_auto_bleu": None, "scored_by": None, "kept": 2, "dropped": 0}
+    assert swag["tokenized"] == 6
+
+
+def test_prepare_data_reports_the_counts(swag_copies, speech_tokenizer, tmp_path):
+    profile = dataclasses.replace(get_profile("slam"), data=DataConfig(hub=(swag_corpus(swag_copies / "texts"),)))
+    summary = prepare_data(profile, RunDir(tmp_path / "run"), speech_tokenizer, max_rows=2, progress=False)
+    assert summary["units"]["spokenswag"]["repetition_filter"]["kept"] == 1
+    assert summary["units"]["spokenswag"]["repetition_filter"]["dropped"] == 1
+
+
+def test_the_slam_profile_filters_spokenswag_as_slamkit():
+    hub = {c.name: c for c in get_profile("slam").data.hub}
+    assert hub["spokenswag"].max_auto_bleu == 0.3
+    assert hub["librispeech"].max_auto_bleu is None and hub["stinystories"].max_auto_bleu is None
+
+
+def test_without_texts_the_auto_bleu2_column_is_used(swag_copies, speech_tokenizer, tmp_path):
+    corpus = swag_corpus(swag_copies / "scores")
+    summary = tokenize_audio_corpus(load_hub_corpus(corpus, max_rows=3), tmp_path / "swag", speech_tokenizer,
+                                    kind="preference", max_auto_bleu=corpus.max_auto_bleu, progress=False)
+    # auto_bleu2 0.1, 0.3, 0.29: 0.3 is not below 0.3
+    assert summary["repetition_filter"] == {"max_auto_bleu": 0.3, "scored_by": "auto_bleu2", "kept": 2, "dropped": 1}
+    assert read_preference_units(tmp_path / "swag").pair.tolist() == ["row-000000000", "row-000000002"]
+
+
+def test_without_texts_or_scores_the_filter_names_what_it_needs(swag_copies, speech_tokenizer, tmp_path):
+    corpus = swag_corpus(swag_copies / "bare")
+    with pytest.raises(ValueError, match=r"spokenswag \(.*bare\).*\['prompt_text', 'chosen_text'\].*'auto_bleu2'"):
+        tokenize_audio_corpus(load_hub_corpus(corpus), tmp_path / "swag", speech_tokenizer, kind="preference",
+                              max_auto_bleu=corpus.max_auto_bleu, name=f"{corpus.name} ({corpus.dataset})",
+                              progress=False)
+    speech_corpus = HubCorpus("stinystories", str(swag_copies / "bare"), max_auto_bleu=0.3)
+    with pytest.raises(ValueError, match="filters preference pairs"):
+        load_hub_corpus(speech_corpus)
+
+
+def test_a_streamed_corpus_is_filtered_and_counted_too(swag_copies, speech_tokenizer, tmp_path):
+    corpus = dataclasses.replace(swag_corpus(swag_copies / "texts"), streaming=True)
+    summary = tokenize_audio_corpus(load_hub_corpus(corpus), tmp_path / "swag", speech_tokenizer, kind="preference",
+                                    max_auto_bleu=corpus.max_auto_bleu, progress=False)
+    assert summary["repetition_filter"] == {"max_auto_bleu": 0.3, "scored_by": "text", "kept": 2, "dropped": 2}
+    assert read_preference_units(tmp_path / "swag").pair.tolist() == ["row-000000000", "row-000000002"]

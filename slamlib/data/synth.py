@@ -321,7 +321,8 @@ def prepare_data(profile, run: RunDir, tokenizer=None, *, max_rows: int | None =
         dataset = load_hub_corpus(corpus, max_rows)
         summary["units"][corpus.name] = tokenize_audio_corpus(
             dataset, run.folder("units", corpus.name), tokenizer, kind=corpus.kind, id_column=corpus.id_column,
-            keep_columns=corpus.keep_columns, audio_column=corpus.audio_column, name=corpus.name, progress=progress)
+            keep_columns=corpus.keep_columns, audio_column=corpus.audio_column, name=f"{corpus.name} ({corpus.dataset})",
+            max_auto_bleu=corpus.max_auto_bleu, progress=progress)
     return summary
 
 
