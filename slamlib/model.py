@@ -12,7 +12,8 @@ How the unit embeddings start: the text LM's embedding rows belong to text token
 for units, so by default every unit embedding is drawn afresh from the model's own initialiser
 (normal, std = `initializer_range`, 0.02 for Qwen2), exactly as random initialisation draws them.
 SlamKit instead resizes the text embedding matrix and so keeps the first 502 text-token rows;
-`unit_embeddings="text_rows"` does that, for comparison. The embeddings are tied to the output
+`unit_embeddings="text_rows"` does that, and the `slam` profile uses it, as the published models
+were made. The embeddings are tied to the output
 layer (Qwen2.5-0.5B ties them), so the same rows score the next unit.
 
 Settings that differ from the text LM (SlamKit's, for the paper model): vocabulary = units + 2 with
@@ -179,7 +180,11 @@ def _transplant(text_model, speech_model, unit_embeddings: str, parts=("all",)) 
             tensor.copy_(source[name])
         if unit_embeddings == "text_rows":
             rows = speech_model.config.vocab_size
-            speech_model.get_input_embeddings().weight.copy_(text_model.get_input_embeddings().weight[:rows])
+            text_rows = text_model.get_input_embeddings().weight
+            if text_rows.shape[0] < rows:
+                raise ValueError(f"model.unit_embeddings=text_rows needs {rows} text embedding rows; the text LM has "
+                                 f"{text_rows.shape[0]} (use model.unit_embeddings=normal)")
+            speech_model.get_input_embeddings().weight.copy_(text_rows[:rows])
         elif unit_embeddings != "normal":
             raise ValueError(f"unit_embeddings must be 'normal' or 'text_rows', not {unit_embeddings!r}")
         # "normal": the rows drawn by from_config's initialiser stay, as in random initialisation

@@ -237,6 +237,10 @@ class TrainConfig:
     corpora: tuple[str, ...]  # units folders under RUN_DIR/units
     context: int = 1024
     batch_size: int = 8  # sequences per device per micro-batch
+    # "rows": a micro-batch is batch_size rows of `context` tokens, documents packed into them;
+    # "examples": batch_size documents (each at most `context`) end to end, unpadded, as SlamKit
+    # packs with DataCollatorWithFlattening: fewer tokens a step when documents are short
+    packing: str = "rows"
     grad_accum: int = 16
     lr: float = 1e-3
     min_lr: float = 5e-5
@@ -483,18 +487,26 @@ SLAM = Profile(
                   keep_columns=("speaker", "prompt_text", "chosen_text", "rejected_text"), max_auto_bleu=0.3),
     )),
     # Paper §4.1: TWIST from Qwen2.5-0.5B (its architecture, so that it resolves offline).
+    # Unit embeddings as SlamKit's resize_token_embeddings leaves them: the text LM's first 502 rows.
     model=ModelConfig(
-        base="Qwen/Qwen2.5-0.5B",
+        base="Qwen/Qwen2.5-0.5B", unit_embeddings="text_rows",
         architecture=ArchConfig(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                                 num_key_value_heads=2),
     ),
     # Paper Table 4 and SlamKit's pretraining config: context 1024, 8 x 16 = 128 sequences a step,
-    # AdamW lr 1e-3, cosine to 5e-5, warmup 1% (at least 100 steps), clip 0.5, bf16; 17,625 steps
+    # AdamW lr 1e-3, cosine to 5e-5, warmup (the paper's 1%, SlamKit's 100 steps), clip 0.5, bf16; 17,625 steps
     # made 23.5 h on an A5000 (the rest of the day went to DPO).
-    train=TrainConfig(corpora=("librispeech", "stinystories")),
-    # Paper Table 5 / SlamKit's DPO config: SpokenSwag, beta 0.1, lr 5e-5, inverse-sqrt schedule,
-    # 4 x 16 pairs a step, about 813 steps (30 minutes on the A5000).
-    dpo=PreferenceConfig(corpus="spokenswag", heldout=None, max_steps=813),
+    # Where the paper's text and SlamKit's configs differ, SlamKit's (it made the published models;
+    # docs/slam-on-a-gpu.md, "The recipe beside the paper and SlamKit"): packing as data.packing=true
+    # does it, 8 documents a micro-batch, not 8 full rows; warmup 100 steps (its warmup_steps: 100,
+    # which transformers uses before warmup_ratio whenever it is set).
+    train=TrainConfig(corpora=("librispeech", "stinystories"), packing="examples", warmup_ratio=0.0),
+    # Paper Table 5: SpokenSwag, beta 0.1, lr 5e-5, 4 x 16 pairs a step, about 813 steps (30 minutes
+    # on the A5000). Schedule and clipping from SlamKit's DPO config: its cosine_with_min_lr with
+    # min_lr = lr = 5e-5 is a constant rate after 100 warmup steps (the paper says inverse-sqrt:
+    # --set dpo.scheduler=inverse_sqrt --set dpo.warmup_steps=0), gradients clipped at 0.5.
+    dpo=PreferenceConfig(corpus="spokenswag", heldout=None, max_steps=813, scheduler="constant_with_warmup",
+                         warmup_steps=100, max_grad_norm=0.5),
     # The official sets are separate downloads (SpokenStoryCloze, ZeroSpeech 2021, SALMon): put
     # them at these places in the run folder, or point there with --set.
     eval=EvalConfig(benchmarks=(("sblimp", "benchmarks/sblimp"), ("ssc", "benchmarks/sSC"), ("tsc", "benchmarks/tSC"),

@@ -512,7 +512,8 @@ def _qwen2(folder: Path, texts: list[str], seed: int) -> None:
     tok = Qwen2Tokenizer(vocab=vocab, merges=merges, errors="replace", model_max_length=131072)
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
     eot = tok.convert_tokens_to_ids("<|endoftext|>")
-    config = Qwen2Config(vocab_size=_padded(len(tok)), max_position_embeddings=32768, rms_norm_eps=1e-6,
+    # at least 502 rows, as Qwen2.5's 151,936: the slam profile's unit embeddings are its first 502 rows
+    config = Qwen2Config(vocab_size=_padded(max(len(tok), N_UNITS + 2)), max_position_embeddings=32768, rms_norm_eps=1e-6,
                          rope_theta=1_000_000.0, tie_word_embeddings=True, bos_token_id=eot, eos_token_id=eot,
                          use_sliding_window=False, max_window_layers=_QWEN2_ARCH["num_hidden_layers"],
                          attention_dropout=0.0, architectures=["Qwen2ForCausalLM"], **_QWEN2_ARCH)

@@ -116,5 +116,7 @@ def test_a_wall_clock_budget_stops_dpo(start):
 
 def test_paper_dpo_settings():
     dpo = get_profile("slam").dpo
-    assert (dpo.beta, dpo.lr, dpo.scheduler, dpo.batch_size, dpo.grad_accum) == (0.1, 5e-5, "inverse_sqrt", 4, 16)
+    assert (dpo.beta, dpo.lr, dpo.batch_size, dpo.grad_accum) == (0.1, 5e-5, 4, 16)
+    # SlamKit's schedule (cosine_with_min_lr, min_lr = lr: constant after 100 warmup steps) and clipping
+    assert (dpo.scheduler, dpo.warmup_steps, dpo.max_grad_norm) == ("constant_with_warmup", 100, 0.5)
     assert dpo.corpus == "spokenswag" and dpo.max_steps == 813

@@ -61,6 +61,44 @@ def test_packed_loss_equals_per_document_loss(impl):
 
 
 
+@pytest.mark.parametrize("impl", ["sdpa", VARLEN])
+def test_flattened_examples_lose_what_each_document_loses_alone(impl):
+    """SlamKit's packing: documents end to end in one unpadded row, the same per-document loss."""
+    from slamlib.train.packing import collate_flat
+
+    model = tiny_lm(impl=impl).eval()
+    docs = random_docs(5)
+    batch = collate_flat(docs, [np.array([i]) for i in range(5)])
+    assert batch["input_ids"].shape == (1, docs.n_tokens)  # no padding at all
+    with torch.no_grad():
+        flat_sum, flat_count = token_losses(model, batch)
+        rows_sum, rows_count = token_losses(model, collate(docs, [np.array([i]) for i in range(5)], 64))
+    assert int(flat_count) == int(rows_count) == docs.n_tokens - 5
+    assert float(flat_sum) == pytest.approx(float(rows_sum), rel=1e-5)
+
+
+def test_examples_packing_takes_batch_size_documents_a_micro_batch(tmp_path):
+    """train.packing="examples": a step is batch_size x grad_accum documents (32 x 2 here), so its
+    tokens are the documents' own; "rows" fills rows of `context` tokens with several documents."""
+    from slamlib.train.batches import BatchLoader
+
+    docs = random_docs(40)
+    examples = BatchLoader(docs, context=64, batch_size=4, rows_per_step=8, seed=0, packing="examples")
+    steps = examples.epoch(0)
+    assert len(steps) == 5 and all(len(step) == 8 and all(len(r) == 1 for r in step) for step in steps)
+    assert sorted(int(r[0]) for step in steps for r in step) == list(range(40))  # each document once
+    micro = examples.host(steps[0])
+    assert len(micro) == 2 and micro[0]["input_ids"].shape[1] == int(docs.lengths[[int(r[0]) for r in steps[0][:4]]].sum())
+    rows = BatchLoader(docs, context=64, batch_size=4, rows_per_step=8, seed=0).epoch(0)
+    assert any(len(r) > 1 for step in rows for r in step)
+    with pytest.raises(ValueError, match="train.packing"):
+        BatchLoader(docs, context=64, batch_size=4, rows_per_step=8, seed=0, packing="greedy")
+    trainer = Trainer(tiny_lm(), docs, train_cfg(packing="examples", grad_accum=2), tmp_path, seed=0)
+    summary = trainer.fit(max_steps=3, progress=False)
+    assert summary["steps"] == 3 and summary["tokens"] == sum(
+        int(docs.lengths[int(r[0])]) for step in trainer.batches(0)[:3] for r in step)
+
+
 def test_split_holds_out_at_least_one_document_of_a_small_corpus():
     docs = Documents.from_lists([[1, 5 + i, 1] for i in range(4)])
     train, valid = docs.split(0.1, seed=0)  # 0.4 documents: one, not none
@@ -95,7 +133,9 @@ def test_schedule_warms_up_then_reaches_min_lr_at_the_end():
     assert lr * lr_factor(max_steps, max_steps, warm, lr, min_lr) == pytest.approx(min_lr)
     assert lr * factors[10 + 495] == pytest.approx(min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * 0.5)), rel=1e-2)
     slam = get_profile("slam").train
-    assert warmup_steps(slam, 17_625) == 176 and warmup_steps(slam, 2_000) == 100  # 1%, at least 100
+    # SlamKit's 100 warmup steps (its warmup_steps, which transformers prefers to its warmup_ratio of 1%)
+    assert warmup_steps(slam, 17_625) == 100 and warmup_steps(slam, 2_000) == 100
+    assert warmup_steps(get_profile("slam", {"train.warmup_ratio": "0.01"}).train, 17_625) == 176  # the paper's 1%
 
 
 def test_durations():

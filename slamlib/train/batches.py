@@ -3,7 +3,9 @@
 An epoch's batches are a function of the seed and the epoch alone: its documents packed in a
 seeded order, the rows shuffled, cut into global batches of `rows_per_step` rows. Each process
 collates its share of a batch (every `num_processes`-th row) into micro-batches of `batch_size`
-rows. Keeping a GPU busy: with `prefetch` > 0 the next steps' batches (and the next epoch's
+rows. With `packing="examples"` (SlamKit's) a row is one document and a micro-batch is
+`batch_size` documents laid end to end in one unpadded row, so a step holds as many tokens as its
+documents do, not `rows_per_step` x `context`. Keeping a GPU busy: with `prefetch` > 0 the next steps' batches (and the next epoch's
 packing) are collated in a background thread into pinned memory, so that their copies to the
 device do not wait for it; the order is the same either way, so resuming stays exact.
 
@@ -18,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from slamlib.train.packing import Documents, collate, pack
+from slamlib.train.packing import PACKINGS, Documents, collate, collate_flat, pack
 
 Rows = list[np.ndarray]  # a global batch: packed rows of document indices
 Micro = list[dict[str, torch.Tensor]]  # this process's micro-batches of it, collated on the host
@@ -26,8 +28,11 @@ Micro = list[dict[str, torch.Tensor]]  # this process's micro-batches of it, col
 
 class BatchLoader:
     def __init__(self, docs: Documents, *, context: int, batch_size: int, rows_per_step: int, seed: int,
-                 process_index: int = 0, num_processes: int = 1, pin: bool = False, prefetch: int = 0):
-        self.docs, self.context, self.batch_size = docs, context, batch_size
+                 process_index: int = 0, num_processes: int = 1, pin: bool = False, prefetch: int = 0,
+                 packing: str = "rows"):
+        if packing not in PACKINGS:
+            raise ValueError(f"train.packing must be one of {PACKINGS}, not {packing!r}")
+        self.docs, self.context, self.batch_size, self.packing = docs, context, batch_size, packing
         self.rows_per_step, self.seed, self.prefetch = rows_per_step, seed, prefetch
         self.process_index, self.num_processes, self.pin = process_index, num_processes, pin
         self._epochs: dict[int, list[Rows]] = {}
@@ -41,8 +46,11 @@ class BatchLoader:
             if epoch in self._epochs:
                 return self._epochs[epoch]
         rng = np.random.default_rng([self.seed, epoch])
-        rows = pack(self.docs.lengths, rng.permutation(len(self.docs)), self.context)
-        rows = [rows[i] for i in rng.permutation(len(rows))]
+        if self.packing == "examples":
+            rows = [np.array([doc]) for doc in rng.permutation(len(self.docs))]
+        else:
+            rows = pack(self.docs.lengths, rng.permutation(len(self.docs)), self.context)
+            rows = [rows[i] for i in rng.permutation(len(rows))]
         n = len(rows) // self.rows_per_step
         if n == 0:
             raise ValueError(f"{len(rows)} packed rows cannot fill one step of {self.rows_per_step} rows: "
@@ -59,7 +67,8 @@ class BatchLoader:
         mine = rows[self.process_index :: self.num_processes]
         out = []
         for i in range(0, len(mine), self.batch_size):
-            batch = collate(self.docs, mine[i : i + self.batch_size], self.context)
+            part = mine[i : i + self.batch_size]
+            batch = collate_flat(self.docs, part) if self.packing == "examples" else collate(self.docs, part, self.context)
             out.append({k: v.pin_memory() if self.pin else v for k, v in batch.items()})
         return out
 

@@ -103,6 +103,9 @@ def unit_documents(folders: Sequence[str | os.PathLike]) -> Documents:
 
 # --- packing rows ---------------------------------------------------------------------------------
 
+PACKINGS = ("rows", "examples")  # train.packing: full rows of `context` tokens, or SlamKit's documents per micro-batch
+
+
 def pack(lengths: np.ndarray, order: np.ndarray, context: int, open_rows: int = 16) -> list[np.ndarray]:
     """Rows of document indices, each row's documents fitting in `context` tokens.
 
@@ -161,6 +164,21 @@ def collate(docs: Documents, rows: Sequence[np.ndarray], context: int) -> dict[s
             bounds.append((r + 1) * context)
     return {"input_ids": torch.from_numpy(input_ids), "position_ids": torch.from_numpy(position_ids),
             "labels": torch.from_numpy(labels), "cu_seq_lens": torch.tensor(bounds, dtype=torch.int32)}
+
+
+def collate_flat(docs: Documents, rows: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+    """Every document of `rows` end to end in one row exactly as long as they are, no padding:
+    SlamKit's packing (transformers' `DataCollatorWithFlattening`), where a micro-batch is a number
+    of documents rather than a number of full rows. Positions restart and first tokens are not
+    targets, as in `collate`.
+
+    >>> docs = Documents.from_lists([[1, 5, 1], [1, 6, 7, 1]])
+    >>> batch = collate_flat(docs, [np.array([0]), np.array([1])])
+    >>> batch["position_ids"].tolist(), batch["labels"].tolist()
+    ([[0, 1, 2, 0, 1, 2, 3]], [[-100, 5, 1, -100, 6, 7, 1]])
+    """
+    order = np.concatenate([np.asarray(row) for row in rows])
+    return collate(docs, [order], int(docs.lengths[order].sum()))
 
 
 def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -140,7 +140,7 @@ class Trainer:
         self.loader = BatchLoader(
             self.train_docs, context=cfg.context, batch_size=cfg.batch_size, rows_per_step=self.rows_per_step,
             seed=seed, process_index=self.accelerator.process_index, num_processes=self.accelerator.num_processes,
-            pin=self.accelerator.device.type == "cuda", prefetch=cfg.prefetch)
+            pin=self.accelerator.device.type == "cuda", prefetch=cfg.prefetch, packing=cfg.packing)
 
     # data ----------------------------------------------------------------------------------------
     def batches(self, epoch: int) -> list[list[np.ndarray]]:
