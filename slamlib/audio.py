@@ -49,9 +49,11 @@ def _to_mono_16k(data: np.ndarray, sr: int, source: str, target_sr: int) -> np.n
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read an audio file as mono float32 at `sample_rate`.
 
-    >>> wav = load_audio("speech.flac")      # doctest: +SKIP
-    >>> wav.dtype, wav.ndim
-    (dtype('float32'), 1)
+    >>> import tempfile
+    >>> path = write_audio(Path(tempfile.mkdtemp()) / "half-second.flac", np.zeros(4000, np.float32), 8000)
+    >>> wav = load_audio(path)                # 8 kHz resampled to 16 kHz
+    >>> wav.dtype, wav.shape
+    (dtype('float32'), (8000,))
     """
     path = Path(path)
     source = str(path)

@@ -125,8 +125,10 @@ class LivePlot:
     most every `every` seconds; outside a notebook it only collects the records. `draw` turns
     the records into a figure (by default: loss curves).
 
-    >>> live = LivePlot("pretraining")            # doctest: +SKIP
-    >>> pretrain(..., callbacks=[live]); fig = live.finish()
+    >>> live = LivePlot("pretraining")   # pretrain(..., callbacks=[live]) calls it with each record
+    >>> live({"step": 1, "loss": 2.5}); live({"step": 2, "loss": 2.0})
+    >>> [r["loss"] for r in live.records], type(live.finish()).__name__
+    ([2.5, 2.0], 'Figure')
     """
 
     def __init__(self, title: str = "", every: float = 3.0, label: str = "run", draw=None):

@@ -353,7 +353,7 @@ def flat_settings(obj, prefix: str = "") -> dict[str, object]:
     """Dotted keys -> values of a config dataclass (the keys `--set` takes); voices as text.
 
     >>> flat_settings(TINY.tokenizer)["features.frame_rate"]
-    50.0
+    100.0
     """
     out = {}
     for f in dataclasses.fields(obj):
