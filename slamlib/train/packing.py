@@ -198,10 +198,19 @@ def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
     return loss, (targets != IGNORE).sum()
 
 
-def packing_stats(docs: Documents, context: int, seed: int = 0) -> dict:
-    """How full packed rows are: documents, tokens, rows, and the share of row slots used."""
+def packing_stats(docs: Documents, context: int, seed: int = 0, batch_size: int = 8) -> dict:
+    """How full packed rows are: documents, tokens, rows, the share of row slots used, and the
+    tokens a micro-batch of `batch_size` holds on average under each packing (`PACKINGS`): full
+    rows hold about batch_size x context x fill, SlamKit's documents batch_size x mean length.
+
+    >>> stats = packing_stats(Documents.from_lists([[1, 2, 1]] * 4 + [[1] * 6]), context=8, batch_size=2)
+    >>> stats["rows"], stats["tokens_per_micro_batch"]
+    (3, {'rows': 12.0, 'examples': 7.2})
+    """
     docs = docs.chunked(context)
     rows = pack(docs.lengths, np.random.default_rng(seed).permutation(len(docs)), context)
-    return {"documents": len(docs), "tokens": docs.n_tokens, "rows": len(rows),
-            "fill": docs.n_tokens / (len(rows) * context), "mean_document": float(docs.lengths.mean()),
-            "max_document": int(docs.lengths.max())}
+    fill = docs.n_tokens / (len(rows) * context)
+    mean = float(docs.lengths.mean())
+    return {"documents": len(docs), "tokens": docs.n_tokens, "rows": len(rows), "fill": fill,
+            "mean_document": mean, "max_document": int(docs.lengths.max()),
+            "tokens_per_micro_batch": {"rows": batch_size * context * fill, "examples": batch_size * mean}}
