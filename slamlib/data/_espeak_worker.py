@@ -4,7 +4,7 @@ espeak-ng keeps synthesis state in C globals that survive from one utterance to 
 even `espeak_Terminate` / `espeak_Initialize`): the same text read twice comes out different. To
 make every utterance a pure function of (text, voice, rate, pitch), this process initialises
 espeak-ng once and never synthesizes itself; it forks a child per request, and the child, starting
-from that pristine state (plus the requested voice) and a fixed noise seed, synthesizes and exits.
+from that pristine state, loads the requested voice, fixes the noise seed, synthesizes and exits.
 
 Protocol on stdin/stdout: each message is a 4-byte big-endian length and a payload. The worker
 first sends its native sample rate (ASCII). A request is JSON {text, voice, rate, pitch}; the reply
@@ -89,24 +89,22 @@ def main() -> None:
     lib.espeak_SetSynthCallback(callback)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     write_message(stdout, str(rate).encode())
-    # Loading a voice here, before forking, leaves no trace but the voice (checked for every
-    # order of switches between the voices we use), and saves each child from loading it.
-    voice = None
+    # The voice is loaded in the child, never here: loading voices one after another leaves
+    # traces in espeak-ng's globals, so a parent that switched voices would hand each child a
+    # state that depends on which voices came before (and, with several workers, on which worker
+    # got which request): the same text and voice came out different from run to run.
     gc.collect()
     gc.freeze()  # children then copy fewer pages: their Python objects are never collected
     gc.disable()
     while (message := read_message(stdin)) is not None:
         request = json.loads(message)
-        if request["voice"] != voice:
-            if lib.espeak_SetVoiceByName(request["voice"].encode()) != _EE_OK:
-                write_message(stdout, b"er" + f"espeak-ng has no voice {request['voice']!r}".encode())
-                voice = None
-                continue
-            voice = request["voice"]
         pid = os.fork()
-        if pid == 0:  # child: synthesize from the pristine state, reply on stdout itself, exit
+        if pid == 0:  # child: load the voice, synthesize from the pristine state, reply on stdout itself, exit
             try:
-                reply = _synthesize(lib, chunks, words, request)
+                if lib.espeak_SetVoiceByName(request["voice"].encode()) != _EE_OK:
+                    reply = b"er" + f"espeak-ng has no voice {request['voice']!r}".encode()
+                else:
+                    reply = _synthesize(lib, chunks, words, request)
             except Exception as err:  # report, never hang the reader
                 reply = b"er" + repr(err).encode()
             view = memoryview(struct.pack(">I", len(reply)) + reply)
