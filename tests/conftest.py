@@ -103,6 +103,25 @@ def standins(tmp_path_factory):
     return build_standins(tmp_path_factory.mktemp("standins"), seed=0)
 
 
+class competing_load:
+    """A context in which `processes` busy loops compete for the CPU (as another job on the machine would)."""
+
+    def __init__(self, processes: int = 2):
+        self.processes = processes
+
+    def __enter__(self):
+        import subprocess
+        import sys
+
+        self.loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(self.processes)]
+        return self
+
+    def __exit__(self, *exc):
+        for loop in self.loops:
+            loop.kill()
+            loop.wait()
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -3,7 +3,8 @@ from collections import Counter
 
 import pytest
 
-from slamlib.data.stories import BOYS, FEELINGS, GIRLS, TOPICS, StoryWorld, build_texts, normalize
+from slamlib.data.activities import ACTIVITIES, is_activity_sentence
+from slamlib.data.stories import BOYS, FEELINGS, GIRLS, TOPICS, StoryWorld, build_texts, normalize, split_sentences
 from slamlib.metrics import auto_bleu_gslm, auto_bleu_slamkit, word_tokens
 
 SIZES = dict(n_stories=300, n_read=200, n_preference=200, n_test_stories=200, n_sblimp=200,
@@ -39,14 +40,28 @@ def test_endings_agree_with_the_story(texts):
         assert len(flipped) == 1 and flipped.pop() in FEELINGS["bad" if story.mood == "good" else "good"]
 
 
-def test_tstorycloze_negatives_come_from_stories_about_something_else(texts):
+def test_tstorycloze_negatives_come_from_other_stories_of_the_same_setting(texts):
     people = {n.lower() for n in BOYS + GIRLS}
     endings = {s.ending: s for s in texts.test_stories}
+    same_object = 0
     for pair, story in zip(texts.tsc, texts.test_stories):
         assert pair["positive_text"] == story.ending and pair["prompt_text"] == story.prompt
         words = set(normalize(pair["negative_text"]).split())
-        assert not words & ({story.color, *story.obj.split()} | (set(normalize(story.text).split()) & people))
-        assert endings[pair["negative_text"]].topic != story.topic
+        assert not words & ({story.color} | (set(normalize(story.text).split()) & people))
+        other = endings[pair["negative_text"]]
+        assert other.topic == story.topic and (other.name in BOYS) == (story.name in BOYS) and other is not story
+        same_object += other.obj == story.obj
+    assert same_object > 0.75 * len(texts.tsc)  # the same kind of object wherever the collection has one
+
+
+def test_a_stated_feeling_is_the_endings_feeling(texts):
+    stated = 0
+    for story in texts.test_stories:
+        event = story.setup[-1]
+        if f", and {story.name} was " in event:
+            stated += 1
+            assert event.endswith(f", and {story.name} was {story.feeling}.")
+    assert 0.6 < stated / len(texts.test_stories) < 0.8  # feeling_prob 0.7
 
 
 def test_sstorycloze_negatives_differ_in_the_feeling_only(texts):
@@ -73,12 +88,48 @@ def test_grammatical_sides_use_the_grammar_of_the_stories(texts):
         assert phrase in training
 
 
-def test_preference_pairs(texts):
-    kinds = Counter(p["kind"] for p in texts.preference)
-    assert set(kinds) == {"contradiction", "other_story"}
-    for pair in texts.preference:
-        assert pair["chosen_text"] != pair["rejected_text"]
-        assert pair["chosen_text"].split()[-1] == pair["rejected_text"].split()[-1] or pair["kind"] == "other_story"
+def test_preference_pairs_skip_ahead_in_an_activity(texts):
+    for pair in texts.preference + texts.heldout_preference:
+        steps = ACTIVITIES[pair["activity"]]["steps"]
+        prompt = split_sentences(pair["prompt_text"])
+        k = len(prompt) - 1  # the set-up, then steps 0 .. k-1
+        assert pair["kind"] == "skipped_step" and k in (1, 2) and pair["skip"] >= 2
+
+        def step_of(sentence):
+            return [i for i, phrasings in enumerate(steps) if any(_fits(p, sentence) for p in phrasings)]
+
+        assert step_of(pair["chosen_text"]) == [k] and step_of(pair["rejected_text"]) == [k + pair["skip"]]
+
+
+def _fits(template, sentence):
+    import re
+
+    parts = re.split(r"(\{\w+\})", template)
+    return re.fullmatch("".join("(.+?)" if p.startswith("{") else re.escape(p) for p in parts), sentence) is not None
+
+
+def test_no_benchmark_negative_is_made_the_way_preference_pairs_are_and_the_other_way_round(texts):
+    """SpokenSwag's pairs are built from another corpus, with another kind of wrong ending, than the
+    benchmarks DPO is measured on. Here: pairs are activity steps (rejected: a later step of the same
+    activity); benchmark negatives are story endings (another story's, or the feeling flipped)."""
+    story_sentences = [s for st in texts.stories + texts.test_stories for s in (*st.sentences, st.flipped_ending)]
+    negatives = [p["negative_text"] for p in texts.tsc + texts.ssc + texts.sblimp]
+    # the preference operation (a later step of an activity) cannot give a benchmark negative:
+    # no story sentence or benchmark negative is an activity step
+    assert not [s for s in story_sentences + negatives + [p["positive_text"] for p in texts.sblimp] if is_activity_sentence(s)]
+    # the benchmarks' operations cannot give a preference pair's rejected side: it is not a story
+    # ending, and flipping a feeling changes nothing in an activity (it names no feeling)
+    endings = {st.ending for st in texts.stories + texts.test_stories} | {st.flipped_ending for st in texts.test_stories}
+    feelings = set(FEELINGS["good"] + FEELINGS["bad"])
+    for pair in texts.preference + texts.heldout_preference:
+        for key in ("prompt_text", "chosen_text", "rejected_text"):
+            assert all(is_activity_sentence(s) for s in split_sentences(pair[key]))
+            assert not feelings & set(normalize(pair[key]).split())
+        assert pair["rejected_text"] not in endings
+    # and the pairs' texts are not the benchmarks' texts, sentence by sentence
+    pair_sentences = {normalize(s) for p in texts.preference + texts.heldout_preference
+                      for k in ("prompt_text", "chosen_text", "rejected_text") for s in split_sentences(p[k])}
+    assert not pair_sentences & {normalize(s) for s in story_sentences + negatives}
 
 
 def test_stories_are_varied():
@@ -87,7 +138,7 @@ def test_stories_are_varied():
     vocabulary = {w for s in stories for w in normalize(s.text).split()}
     assert len(vocabulary) > 250
     assert len({s.text for s in stories}) == 2000
-    assert 25 < sum(len(s.text.split()) for s in stories) / 2000 < 50
+    assert 25 < sum(len(s.text.split()) for s in stories) / 2000 < 55
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -59,15 +59,49 @@ def test_counts_and_units(run):
     assert all(len(u) > 5 for u in pairs.chosen_units)
 
 
-def test_same_seed_same_corpus_other_seed_differs(run, tokenizer, tmp_path):
+def test_same_seed_same_bytes_under_load_other_seed_differs(run, tokenizer, tmp_path):
+    """The same seed gives the same audio, units and benchmark files, and a model trained on them the
+    same weights and scores, whether the machine is idle or busy and however many espeak processes."""
+    from conftest import competing_load
+
     again = RunDir(tmp_path / "again")
-    prepare_data(small_profile(), again, tokenizer, progress=False)
+    with competing_load(2):
+        prepare_data(small_profile(**{"data.synthetic.workers": 1}), again, tokenizer, progress=False)
+        loaded = _short_training(again, tmp_path / "model-loaded")
     for part in ("audio", "benchmarks", "units"):
         assert digest(again.root / part) == digest(run.root / part), part
+    idle = _short_training(run, tmp_path / "model-idle")
+    assert (tmp_path / "model-idle" / "model.safetensors").read_bytes() == \
+        (tmp_path / "model-loaded" / "model.safetensors").read_bytes()
+    assert np.array_equal(idle, loaded)
     other = RunDir(tmp_path / "other")
     prepare_data(small_profile(seed=1), other, tokenizer, progress=False)
     assert digest(other.root / "audio") != digest(run.root / "audio")
     assert digest(other.root / "benchmarks") != digest(run.root / "benchmarks")
+
+
+def _short_training(run, out):
+    """Ten steps of a small LM on the run's units, saved in out; its mean scores of the stories."""
+    import dataclasses
+
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from slamlib.evaluate import sequence_scores
+    from slamlib.train.packing import unit_documents
+    from slamlib.train.trainer import Trainer
+
+    docs = unit_documents([run.root / "units" / "spoken_stories", run.root / "units" / "read_speech"])
+    vocab = 1 + max(int(np.max(docs[i])) for i in range(len(docs)))
+    torch.manual_seed(0)
+    config = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=vocab, max_position_embeddings=1024, use_cache=False)
+    cfg = dataclasses.replace(small_profile().train, context=256, batch_size=4, log_every=1, eval_every=100,
+                              save_every=100, budget=None, max_steps=10)
+    trainer = Trainer(Qwen2ForCausalLM(config), docs, cfg, out, seed=0,
+                      save_model=lambda model, folder: model.save_pretrained(folder))
+    trainer.fit(max_steps=10, progress=False)
+    return sequence_scores(trainer.model, [docs[i] for i in range(len(docs))])
 
 
 def test_schemas_match_the_published_datasets(run):

@@ -7,21 +7,25 @@ hundred words:
     Tom was a little boy who lived by the sea.               (a character, sometimes a home)
     One morning, Tom found a red shell in the sand.          (an object of the setting, with a colour)
     He carried the red shell to the harbour.                 (something done with it, somewhere)
-    Then his friend Mia broke the shell.                     (an event, good or bad)
+    Then his friend Mia broke the shell, and Tom was sad.    (an event, good or bad; sometimes a feeling)
     In the end, Tom was sad about the shell at the beach.    (the ending)
 
 The ending must agree with what came before: it names the same character (or pronoun), the same
 object and a place of the same setting, and its feeling follows from the event (bad events make
-sad endings). That is what the held-out tests probe, as their real counterparts do:
+sad endings) and repeats the feeling the story stated, when it stated one. That is what the
+held-out tests probe, as their real counterparts do:
 
-- tStoryCloze-style: the true ending against the ending of another story about another setting
-  (so another topic: the "t" of tStoryCloze, whose negatives are random other stories' endings);
+- tStoryCloze-style: the true ending against the ending of another story of the same setting,
+  about someone of the same gender and the same kind of object (so neither a place, a pronoun nor
+  the object gives the answer away: the ending must agree with this story's people, event and colour);
 - sStoryCloze-style: the true ending against the same ending with the feeling flipped, which
-  contradicts the event;
+  contradicts the event (and the feeling the story stated, in about 70% of the stories);
 - sBLIMP-style: a grammatical sentence against a minimally different ungrammatical one (word order,
-  a/an, pronoun case, subject-verb agreement);
-- preference pairs (SpokenSwag-style): the story so far as the prompt, its true ending as chosen,
-  an incoherent ending (another story's, or a contradicting one) as rejected.
+  a/an, pronoun case, subject-verb agreement).
+
+The preference pairs are not made from the stories: like SpokenSwag's, they come from texts of
+another kind, everyday activities told step by step (`slamlib.data.activities`), and their
+rejected continuations are made by an operation no benchmark uses.
 
 Generation is seeded and deterministic. `build_texts` makes every corpus at once and guarantees
 that no sentence of a held-out set appears in any training corpus.
@@ -33,6 +37,8 @@ import hashlib
 import random
 import re
 from dataclasses import dataclass, field
+
+from slamlib.data import activities
 
 BOYS = ["Tom", "Ben", "Sam", "Max", "Leo", "Jack", "Finn", "Noah", "Owen", "Luke", "Ryan", "Adam",
         "Eli", "Hugo", "Milo", "Oscar", "Theo", "Felix", "Jonah", "Peter", "Henry", "Jake"]
@@ -162,9 +168,10 @@ def _a(word: str) -> str:
 class StoryWorld:
     """Draws stories and minimal pairs from the world's templates with a given random generator."""
 
-    def __init__(self, action_prob: float = 0.5, home_prob: float = 0.3):
+    def __init__(self, action_prob: float = 0.5, home_prob: float = 0.3, feeling_prob: float = 0.7):
         self.action_prob = action_prob
         self.home_prob = home_prob
+        self.feeling_prob = feeling_prob  # chance that the event sentence says how the character felt
 
     def story(self, rng: random.Random, story_id: str) -> Story:
         gender = rng.choice(["he", "she"])
@@ -182,9 +189,12 @@ class StoryWorld:
         if rng.random() < self.action_prob:
             setup.append(rng.choice(ACTION).format(**slots))
         mood = rng.choice(["good", "bad"])
-        setup.append(rng.choice(GOOD if mood == "good" else BAD).format(**slots))
+        event = rng.choice(GOOD if mood == "good" else BAD).format(**slots)
         template = rng.randrange(len(ENDING))
         feeling = rng.choice(FEELINGS[mood])
+        if rng.random() < self.feeling_prob:  # "Then Mia broke the shell, and Tom was sad."
+            event = f"{event[:-1]}, and {name} was {feeling}."
+        setup.append(event)
         other = "bad" if mood == "good" else "good"
         flipped = rng.choice(FEELINGS[other])
         ending = ENDING[template].format(e=feeling, **slots)
@@ -265,36 +275,34 @@ def _rng(seed: int, part: str) -> random.Random:
     return random.Random(int(hashlib.sha256(f"{seed}/{part}".encode()).hexdigest()[:16], 16))
 
 
-def _preference_pair(story: Story, other: Story, rng: random.Random) -> dict:
-    """SpokenSwag-style: a short prompt (the story without its introduction: the character is
-    named again when the object is found), the true ending, and an incoherent ending."""
-    contradict = rng.random() < 0.5
-    rejected = story.flipped_ending if contradict else other.ending
-    return {"id": story.id, "prompt_text": " ".join(story.setup[1:]), "chosen_text": story.ending,
-            "rejected_text": rejected, "kind": "contradiction" if contradict else "other_story"}
-
-
-def _other(stories: list[Story], i: int, rng: random.Random) -> Story:
-    """Another story, about another topic, whose ending names none of story i's people, colour or
-    object (in a collection too small for that, any other story)."""
+def _same_setting_other(stories: list[Story], i: int, rng: random.Random,
+                        ending_words: list[set[str]] | None = None) -> Story:
+    """Another story of the same setting, about a character of the same gender and, where the
+    collection has one, the same kind of object (so that neither a place, a pronoun nor the object
+    gives the answer away), whose ending names none of story i's people or its colour. In a
+    collection too small for that, any other story. `ending_words`: each story's ending as a set
+    of words, when the caller has them."""
     story = stories[i]
-    own = set(normalize(story.text).split()) & set(BOYS_GIRLS_LOWER) | {story.color, *story.obj.split()}
-    for _ in range(200):
-        other = stories[rng.randrange(len(stories))]
-        if (other is not story and other.topic != story.topic
-                and not own & set(normalize(other.ending).split())):
-            return other
+    words = ending_words or [set(normalize(st.ending).split()) for st in stories]
+    own = set(normalize(story.text).split()) & set(BOYS_GIRLS_LOWER) | {story.color}
+    for same_object in (True, False):
+        candidates = [j for j, other in enumerate(stories)
+                      if j != i and other.topic == story.topic and (other.name in BOYS) == (story.name in BOYS)
+                      and (other.obj == story.obj) == same_object and not own & words[j]]
+        if candidates:
+            return stories[candidates[rng.randrange(len(candidates))]]
     return stories[(i + 1) % len(stories)]
 
 
 def build_texts(seed: int, *, n_stories: int, n_read: int, n_preference: int, n_test_stories: int,
                 n_sblimp: int, n_heldout_preference: int, action_prob: float = 0.5,
-                home_prob: float = 0.3) -> Texts:
+                home_prob: float = 0.3, feeling_prob: float = 0.7, read_activity_fraction: float = 0.3) -> Texts:
     """Every corpus of the tiny world, with held-out sets disjoint from training at sentence level.
 
-    Held-out sets are drawn first; a training story or utterance that would repeat any held-out
-    sentence is redrawn."""
-    world = StoryWorld(action_prob, home_prob)
+    Held-out sets are drawn first; a training story, utterance or pair that would repeat any
+    held-out sentence is redrawn. `read_activity_fraction` of the read utterances are activity
+    steps (the kind of text the preference pairs are made of), the rest story sentences."""
+    world = StoryWorld(action_prob, home_prob, feeling_prob)
     texts = Texts()
     rng = _rng(seed, "test")
     seen: set[str] = set()
@@ -307,12 +315,21 @@ def build_texts(seed: int, *, n_stories: int, n_read: int, n_preference: int, n_
                 seen.add(normalize(story.text))
                 return story
 
+    def fresh_pair(rng, prefix, i, avoid):
+        while True:
+            pair = activities.preference_pair(rng, f"{prefix}-{i:06d}", BOYS + GIRLS, COLORS)
+            text = " ".join(pair[k] for k in ("prompt_text", "chosen_text", "rejected_text"))
+            if not {normalize(x) for x in split_sentences(text)} & avoid and normalize(text) not in seen:
+                seen.add(normalize(text))
+                return pair
+
     heldout: set[str] = set()
     texts.test_stories = [fresh_story(rng, "test", i, set()) for i in range(n_test_stories)]
     for st in texts.test_stories:
         heldout |= {normalize(s) for s in (*st.sentences, st.flipped_ending)}
+    ending_words = [set(normalize(st.ending).split()) for st in texts.test_stories]
     for i, st in enumerate(texts.test_stories):
-        other = _other(texts.test_stories, i, rng)
+        other = _same_setting_other(texts.test_stories, i, rng, ending_words)
         texts.tsc.append({"id": f"tsc-{i:05d}", "story": st.id, "prompt_text": st.prompt,
                           "positive_text": st.ending, "negative_text": other.ending})
         texts.ssc.append({"id": f"ssc-{i:05d}", "story": st.id, "prompt_text": st.prompt,
@@ -328,22 +345,28 @@ def build_texts(seed: int, *, n_stories: int, n_read: int, n_preference: int, n_
                              "negative_text": bad, "category": phenomenon})
         heldout |= {normalize(good), normalize(bad)}
     rng = _rng(seed, "heldout_preference")
-    held_stories = [fresh_story(rng, "heldpref", i, heldout) for i in range(n_heldout_preference)]
-    for st in held_stories:
-        heldout |= {normalize(s) for s in (*st.sentences, st.flipped_ending)}
-    texts.heldout_preference = [_preference_pair(st, _other(held_stories, i, rng), rng)
-                                for i, st in enumerate(held_stories)]
+    texts.heldout_preference = [fresh_pair(rng, "heldpref", i, set()) for i in range(n_heldout_preference)]
+    for pair in texts.heldout_preference:
+        heldout |= {normalize(s) for k in ("prompt_text", "chosen_text", "rejected_text")
+                    for s in split_sentences(pair[k])}
 
     rng = _rng(seed, "stories")
     texts.stories = [fresh_story(rng, "story", i, heldout) for i in range(n_stories)]
     rng = _rng(seed, "read")
     while len(texts.read_speech) < n_read:
-        # read speech: one to three consecutive sentences of a story not used elsewhere
-        story = fresh_story(rng, "read", len(texts.read_speech), heldout)
-        start = rng.randrange(len(story.sentences))
-        texts.read_speech.append(" ".join(story.sentences[start : start + rng.randint(1, 3)]))
+        # read speech: one to three consecutive sentences of a story or an activity not used elsewhere
+        if rng.random() < read_activity_fraction:
+            while True:
+                sentences = activities.script(rng, BOYS + GIRLS, COLORS)[1]
+                start = rng.randrange(len(sentences))
+                sentences = sentences[start : start + rng.randint(1, 3)]
+                if not {normalize(x) for x in sentences} & heldout:
+                    break
+        else:
+            story = fresh_story(rng, "read", len(texts.read_speech), heldout)
+            start = rng.randrange(len(story.sentences))
+            sentences = story.sentences[start : start + rng.randint(1, 3)]
+        texts.read_speech.append(" ".join(sentences))
     rng = _rng(seed, "preference")
-    pref_stories = [fresh_story(rng, "pref", i, heldout) for i in range(n_preference)]
-    texts.preference = [_preference_pair(st, _other(pref_stories, i, rng), rng)
-                        for i, st in enumerate(pref_stories)]
+    texts.preference = [fresh_pair(rng, "pref", i, heldout) for i in range(n_preference)]
     return texts

@@ -56,7 +56,8 @@ def make_texts(cfg, seed: int) -> Texts:
     texts = build_texts(seed, n_stories=cfg.n_stories, n_read=cfg.n_read, n_preference=margin(cfg.n_preference),
                         n_test_stories=cfg.n_test_stories, n_sblimp=cfg.n_sblimp,
                         n_heldout_preference=margin(cfg.n_heldout_preference), action_prob=cfg.action_prob,
-                        home_prob=cfg.home_prob)
+                        home_prob=cfg.home_prob, feeling_prob=cfg.feeling_prob,
+                        read_activity_fraction=cfg.read_activity_fraction)
     for name, wanted in (("preference", cfg.n_preference), ("heldout_preference", cfg.n_heldout_preference)):
         kept = []
         for pair in getattr(texts, name):
