@@ -89,6 +89,23 @@ def interval95(accuracy_percent: float, n: int) -> float:
     return 100 * 1.96 * math.sqrt(max(p * (1 - p), 1e-12) / max(n, 1))
 
 
+def paired_change(before: Sequence[float], after: Sequence[float]) -> tuple[float, float]:
+    """(change in accuracy, half-width of its 95% interval), in points, of two models scored on the
+    same pairs (per-pair 1 / 0.5 / 0: `pair_accuracy`). Paired: the interval comes from the spread
+    of the per-pair differences, so pairs both models get right or both get wrong add no noise.
+
+    >>> paired_change([1, 1, 0, 0], [1, 1, 1, 0])
+    (25.0, 49.0)
+    >>> paired_change([1, 0] * 500, [1, 1] * 500)  # +50 points on 1000 pairs: +-3.1
+    (50.0, 3.1)
+    """
+    b, a = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    if b.shape != a.shape or b.size < 2:
+        raise ValueError(f"paired_change needs the same pairs, at least two: got {b.size} and {a.size}")
+    d = a - b
+    return round(100 * float(d.mean()), 2), round(100 * 1.96 * float(d.std(ddof=1)) / math.sqrt(d.size), 2)
+
+
 _UNITS: dict[tuple[str, str, int], list[int]] = {}  # (tokenizer, path, mtime) -> ids, for this process
 
 
@@ -128,9 +145,12 @@ class BenchmarkResult:
     per_pair: pd.DataFrame  # id, positive score, negative score, correct, info columns
     breakdown: dict  # accuracy by category / type / part, percent
 
-    def to_dict(self) -> dict:
-        return {"benchmark": self.name, "accuracy": self.accuracy, "pairs": self.pairs,
-                "interval95": self.interval, "breakdown": self.breakdown}
+    def to_dict(self, correct: bool = False) -> dict:
+        """The numbers; with `correct`, also each pair's 1 / 0.5 / 0 in the benchmark's order (for
+        paired comparisons of two models, `paired_change`)."""
+        out = {"benchmark": self.name, "accuracy": self.accuracy, "pairs": self.pairs,
+               "interval95": self.interval, "breakdown": self.breakdown}
+        return {**out, "correct": self.per_pair.correct.tolist()} if correct else out
 
 
 def evaluate_pairs(model, speech_tokenizer, pairs: Sequence[Pair], *, name: str = "pairs", score: str = "mean",
@@ -190,7 +210,7 @@ def preference_accuracy(model, units_dir: str | os.PathLike, *, score: str = "me
     scores = sequence_scores(model, seqs, score=score, batch_tokens=batch_tokens)
     correct = pair_accuracy(scores[: len(pairs)], scores[len(pairs):])
     result = {"accuracy": float(100 * correct.mean()), "pairs": len(pairs),
-              "interval95": interval95(100 * correct.mean(), len(pairs))}
+              "interval95": interval95(100 * correct.mean(), len(pairs)), "correct": correct.tolist()}
     if "kind" in pairs.columns:
         result["by_kind"] = {k: float(100 * correct[(pairs.kind == k).to_numpy()].mean()) for k in sorted(pairs.kind.unique())}
     return result
@@ -290,7 +310,9 @@ class _ScoreCache:
     def get(self, name: str, data_key: str, compute):
         path = self.path(name, data_key)
         if path is not None and path.exists():
-            return json.loads(path.read_text())
+            cached = json.loads(path.read_text())
+            if "correct" in cached:  # older entries lack the per-pair results: score again
+                return cached
         result = compute()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -329,7 +351,7 @@ def evaluate_model(model_dir: str | os.PathLike, profile, run_root: str | os.Pat
         def score(name=name, pairs=pairs):
             return evaluate_pairs(*model_and_tokenizer(), pairs, name=name, score=cfg.score,
                                   batch_tokens=cfg.batch_tokens, progress=progress,
-                                  units_cache=Path(run_root) / "units" / "benchmarks" / name).to_dict()
+                                  units_cache=Path(run_root) / "units" / "benchmarks" / name).to_dict(correct=True)
 
         files = [f for p in pairs for f in (p.positive, p.negative)]
         out["benchmarks"][name] = cache.get(name, _files_key(files), score)
@@ -341,6 +363,45 @@ def evaluate_model(model_dir: str | os.PathLike, profile, run_root: str | os.Pat
         out["preference_heldout"] = cache.get("preference_heldout", _files_key(sorted(heldout.rglob("*.parquet"))),
                                               score_heldout)
     return out
+
+
+def changes(before: dict, after: dict) -> pd.DataFrame:
+    """What a training step changed, from two `evaluate_model` results on the same data: one row per
+    benchmark (and the held-out preference pairs), accuracy before and after, the paired change
+    and its 95% interval (points). Rows without per-pair results get no interval."""
+    parts = {name: (before["benchmarks"][name], result) for name, result in after["benchmarks"].items()
+             if name in before["benchmarks"]}
+    if "preference_heldout" in before and "preference_heldout" in after:
+        parts["held-out preference pairs"] = (before["preference_heldout"], after["preference_heldout"])
+    rows = {}
+    for name, (b, a) in parts.items():
+        change, half = (paired_change(b["correct"], a["correct"]) if "correct" in a and "correct" in b
+                        else (round(a["accuracy"] - b["accuracy"], 2), float("nan")))
+        rows[name] = {"before": round(b["accuracy"], 2), "after": round(a["accuracy"], 2), "change": change,
+                      "interval95": half, "pairs": a["pairs"]}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def describe_changes(table: pd.DataFrame) -> str:
+    """`changes` in words, one line a row: a change inside its 95% interval is called no change.
+
+    >>> row = {"before": 60.0, "after": 61.0, "change": 1.0, "interval95": 2.5, "pairs": 1000}
+    >>> print(describe_changes(pd.DataFrame({"tsc": row}).T))
+    tsc: 60.0 -> 61.0 (+1.0 ± 2.5): no change these pairs can tell from noise
+    """
+    lines = []
+    for name, row in table.iterrows():
+        verdict = ("no change these pairs can tell from noise" if abs(row.change) <= row.interval95
+                   else "higher" if row.change > 0 else "lower")
+        lines.append(f"{name}: {row.before:.1f} -> {row.after:.1f} ({row.change:+.1f} ± {row.interval95:.1f}): {verdict}")
+    return "\n".join(lines)
+
+
+def without_per_pair(result: dict) -> dict:
+    """An `evaluate_model` result without its per-pair lists (for printing)."""
+    if isinstance(result, dict):
+        return {k: without_per_pair(v) for k, v in result.items() if k != "correct"}
+    return result
 
 
 # --- generative metrics ----------------------------------------------------------------------------

@@ -82,6 +82,13 @@ def run_notebook(name: str, run_dir: str | os.PathLike, parameters: dict | None 
     return executed
 
 
+def _declared_parameters(name: str) -> set[str]:
+    """The names a notebook's `parameters` cell assigns."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(NOTEBOOK_DIR / name)))
+
+
 def run_tutorial(profile: str, run_dir: str | os.PathLike, notebooks: Sequence[str] = NOTEBOOKS,
                  parameters: dict | None = None, overrides: dict[str, str] | None = None) -> dict:
     """Run notebooks in order, one line per notebook, then write RUN_DIR/metrics.json and
@@ -95,10 +102,13 @@ def run_tutorial(profile: str, run_dir: str | os.PathLike, notebooks: Sequence[s
     for i, name in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {name} ...", flush=True)
         start = time.perf_counter()
-        run_notebook(name, run.root, {"PROFILE": profile, "OVERRIDES": overrides, **(parameters or {})})
+        given = {"PROFILE": profile, "OVERRIDES": overrides, **(parameters or {})}
+        declared = _declared_parameters(name)  # INIT is notebook 04's alone: the others are not given it
+        run_notebook(name, run.root, {k: v for k, v in given.items() if k in declared})
         seconds[name] = round(time.perf_counter() - start, 1)
         print(f"[{i}/{len(notebooks)}] {name} done in {seconds[name]} s", flush=True)
     metrics = run_metrics(run, profile, seconds, overrides)
+    metrics["parameters"] = dict(parameters or {})
     results_md = metrics.pop("results_md", None)
     (run.root / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if results_md is not None:
@@ -133,6 +143,12 @@ def run_metrics(run: RunDir, profile: str, seconds: dict, overrides: dict | None
         metrics["preference_heldout"] = {"before_dpo": round(pretrained["preference_heldout"]["accuracy"], 2),
                                          "after_dpo": round(dpo["preference_heldout"]["accuracy"], 2),
                                          "pairs": dpo["preference_heldout"]["pairs"]}
+    from slamlib.evaluate import changes
+
+    table = changes(pretrained, dpo)  # paired: the same pairs before and after DPO
+    metrics["dpo_change"] = {("preference_heldout" if name == "held-out preference pairs" else name):
+                             {"change": float(row.change), "interval95": float(row.interval95)}
+                             for name, row in table.iterrows()}
     if "generation" in evaluated:  # GenPPL and both Auto-BLEUs of the DPO model's continuations
         metrics["generation"] = {k: v for k, v in evaluated["generation"].items() if not isinstance(v, (list, dict))}
     for step in ("02_model_initialization", "04_packed_pretraining", "05_dpo"):
@@ -155,12 +171,16 @@ def results_markdown(metrics: dict, results: dict) -> str:
              "Accuracies in percent; this run's rows use the profile's own held-out sets "
              f"({', '.join(f'{k}: {v} pairs' for k, v in metrics['pairs'].items())}), "
              "so they are not the paper's benchmarks.", "",
-             "| benchmark | before DPO | after DPO | 95% interval |", "|---|---|---|---|"]
+             "| benchmark | before DPO | after DPO | 95% interval | change with DPO (paired 95% interval) |",
+             "|---|---|---|---|---|"]
+    change = {name: f"{c['change']:+.1f} ± {c['interval95']:.1f}" for name, c in metrics["dpo_change"].items()}
     for name, after in metrics["benchmarks"].items():
-        lines.append(f"| {name} | {metrics['benchmarks_before_dpo'][name]} | {after} | ±{metrics['intervals95'][name]} |")
+        lines.append(f"| {name} | {metrics['benchmarks_before_dpo'][name]} | {after} | ±{metrics['intervals95'][name]} "
+                     f"| {change.get(name, '')} |")
     if "preference_heldout" in metrics:
         p = metrics["preference_heldout"]
-        lines.append(f"| held-out preference pairs | {p['before_dpo']} | {p['after_dpo']} | ({p['pairs']} pairs) |")
+        lines.append(f"| held-out preference pairs | {p['before_dpo']} | {p['after_dpo']} | ({p['pairs']} pairs) "
+                     f"| {change.get('preference_heldout', '')} |")
     lines += ["", "| notebook | seconds |", "|---|---|"]
     lines += [f"| {name} | {sec} |" for name, sec in metrics["seconds"].items()]
     lines.append(f"| total | {metrics['total_seconds']} |")

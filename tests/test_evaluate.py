@@ -273,3 +273,23 @@ def test_evaluate_model_keeps_scores_by_model_and_data(model, speech_tokenizer, 
     write_audio(pair_folder / "wavs" / "p1_neg.wav", wav[: len(wav) // 2])  # a rewritten file
     evaluate.evaluate_model(folder, profile, tmp_path / "run")
     assert len(calls) == 3
+
+
+def test_changes_pair_the_same_pairs_before_and_after():
+    from slamlib.evaluate import changes
+
+    before = {"benchmarks": {"tsc": {"accuracy": 50.0, "pairs": 4, "correct": [1, 0, 1, 0]}},
+              "preference_heldout": {"accuracy": 50.0, "pairs": 2, "correct": [0, 1]}}
+    after = {"benchmarks": {"tsc": {"accuracy": 75.0, "pairs": 4, "correct": [1, 1, 1, 0]}},
+             "preference_heldout": {"accuracy": 100.0, "pairs": 2, "correct": [1, 1]}}
+    table = changes(before, after)
+    assert list(table.index) == ["tsc", "held-out preference pairs"]
+    # tsc: differences 0, 1, 0, 0: +25 points, sd 0.5, 1.96 * 0.5 / 2 = 0.49
+    assert table.loc["tsc"].to_dict() == {"before": 50.0, "after": 75.0, "change": 25.0, "interval95": 49.0, "pairs": 4}
+    # the held-out pairs: differences 1, 0: +50 points, sd 0.7071, 1.96 * 0.7071 / 1.414 = 0.98
+    assert table.loc["held-out preference pairs", "change"] == 50.0
+    assert table.loc["held-out preference pairs", "interval95"] == 98.0
+    # results kept before the per-pair lists existed: the difference of the accuracies, no interval
+    old = {"benchmarks": {"tsc": {"accuracy": 50.0, "pairs": 4}}}
+    row = changes(old, after).loc["tsc"]
+    assert row.change == 25.0 and row.interval95 != row.interval95  # NaN

@@ -143,6 +143,12 @@ def test_run_metrics_gather_the_headline_numbers(tiny_run):
     assert m["pairs"] == {name: b["pairs"] for name, b in evaluated["DPO"]["benchmarks"].items()}
     assert m["preference_heldout"]["pairs"] == P.data.synthetic.n_heldout_preference
     assert {"before_dpo", "after_dpo"} <= set(m["preference_heldout"])
+    # DPO's change is paired: the mean of the per-pair differences, the same pairs before and after
+    before, after = (evaluated[k]["benchmarks"]["tsc"]["correct"] for k in ("pretrained", "DPO"))
+    assert len(before) == len(after) == m["pairs"]["tsc"]
+    assert m["dpo_change"]["tsc"]["change"] == round(100 * (sum(after) - sum(before)) / len(after), 2)
+    assert set(m["dpo_change"]) == {"sblimp", "ssc", "tsc", "preference_heldout"}
+    assert "| change with DPO (paired 95% interval) |" in m["results_md"]
     for name in ("pretrained", "dpo"):
         assert (run_dir / m["models"][name] / "config.json").exists()  # absolute paths replace run_dir
     table = m["results_md"]
