@@ -17,6 +17,8 @@ Every command prints a JSON summary as its last line of output, for scripts to r
     python -m slamlib bench tokenize
     python -m slamlib run --profile tiny --out runs/tiny
     python -m slamlib run --profile slam --out runs/slam --set train.budget=2h --set data.hub.librispeech.rows=20000
+    python -m slamlib run --profile tiny --seed 1 --init random --out runs/tiny-random1   # the paper's ablation
+    python -m slamlib results add runs/tiny && python -m slamlib results readme      # README's tables from runs
 """
 
 from __future__ import annotations
@@ -276,7 +278,7 @@ def cmd_run(args) -> dict:
         raise ValueError("give the seed with --seed, not --set seed=... (it is every notebook's SEED)")
     profile = _profile(args)  # a bad key or value fails here, before the first notebook
     out = args.out or f"runs/{profile.name}" + (f"-seed{args.seed}" if args.seed else "")
-    return run_tutorial(profile.name, out, parameters={"SEED": args.seed}, overrides=overrides)
+    return run_tutorial(profile.name, out, parameters={"SEED": args.seed, "INIT": args.init}, overrides=overrides)
 
 
 def cmd_figures(args) -> dict:
@@ -438,7 +440,42 @@ def _run_parser(sub) -> None:
     p = _with_profile(sub.add_parser("run", help="run the tutorial notebooks in order with papermill"))
     p.add_argument("--out", help="run folder (default runs/PROFILE, or runs/PROFILE-seedN)")
     p.add_argument("--seed", type=int, default=0, help="every notebook's SEED: data, models, order")
+    p.add_argument("--init", choices=("twist", "random"), default="twist",
+                   help="the model notebook 04 pretrains: TWIST (default) or random initialisation, the paper's ablation")
     p.set_defaults(func=cmd_run)
+
+
+def cmd_results(args) -> dict:
+    from slamlib import results
+
+    if args.action == "add":
+        if not args.run_dir:
+            raise ValueError("results add needs a run folder: python -m slamlib results add runs/tiny")
+        rec = results.add(args.run_dir, args.label, args.file)
+        return {"added": rec["label"], "file": str(args.file), "runs": len(results.load(args.file))}
+    current = results.update_readme(args.readme, args.file, check=args.check)
+    if args.check and not current:
+        raise ResultsOutOfDate(f"{args.readme}'s results tables differ from {args.file}: "
+                               "run python -m slamlib results readme")
+    return {"readme": str(args.readme), "file": str(args.file), "current" if args.check else "written": True}
+
+
+class ResultsOutOfDate(ValueError):
+    pass
+
+
+def _results_parser(sub) -> None:
+    from slamlib.results import README, RESULTS_FILE
+
+    p = sub.add_parser("results", help="the committed results file (results/tiny.json) and README's tables from it")
+    p.add_argument("action", choices=("add", "readme"),
+                   help="add: a finished run's numbers to the file; readme: rewrite README's tables from the file")
+    p.add_argument("run_dir", nargs="?", help="add: the run folder (with metrics.json)")
+    p.add_argument("--label", help="add: the row's name (default 'seed N', with the init when random)")
+    p.add_argument("--file", type=Path, default=RESULTS_FILE)
+    p.add_argument("--readme", type=Path, default=README)
+    p.add_argument("--check", action="store_true", help="readme: exit non-zero if README is not current")
+    p.set_defaults(func=cmd_results)
 
 
 def _figures_parser(sub) -> None:
@@ -452,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m slamlib", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_profile_parser, _tokenize_parser, _synth_parser, _init_parser, _train_parser, _dpo_parser,
-                _eval_parser, _generate_parser, _export_parser, _bench_parser, _run_parser, _figures_parser):  # --help's order
+                _eval_parser, _generate_parser, _export_parser, _bench_parser, _run_parser, _results_parser, _figures_parser):  # --help's order
         add(sub)
     return parser
 

@@ -77,7 +77,7 @@ class Capabilities:
 
     @classmethod
     def cpu(cls, name: str | None = None) -> "Capabilities":
-        return cls("cpu", name or _cpu_name())
+        return cls("cpu", name or cpu_name())
 
     @classmethod
     def detect(cls, device=None) -> "Capabilities":
@@ -114,7 +114,8 @@ class Capabilities:
         return f"{self.name} ({', '.join(details)})" if details else self.name
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name ('AMD EPYC 7B13'), or what the platform says."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

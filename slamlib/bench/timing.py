@@ -7,27 +7,18 @@ wait for the device between steps.
 
 from __future__ import annotations
 
-import platform
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from slamlib.bench.setup import bench_trainer
+from slamlib.device import cpu_name
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    info = {"cpu": cpu_name(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

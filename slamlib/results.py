@@ -1,0 +1,196 @@
+"""The tutorial's measured results, kept in a committed file, and README's tables made from it.
+
+`results/tiny.json` holds one record per tutorial run (seed, initialisation, machine, commit, the
+numbers of its metrics.json). README's results tables sit between markers
+(`<!-- results:NAME -->` ... `<!-- /results:NAME -->`) and are rewritten from the file:
+
+    python -m slamlib results add runs/tiny-seed1              # a finished run's metrics.json
+    python -m slamlib results readme                           # README's tables from the file
+    python -m slamlib results readme --check                   # exit 1 if README is out of date
+
+Nothing in the tables is typed by hand, so they cannot drift from the runs they report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from slamlib.profiles import REPO_ROOT
+
+RESULTS_FILE = REPO_ROOT / "results" / "tiny.json"
+README = REPO_ROOT / "README.md"
+BENCHMARK_NAMES = {"sblimp": "sBLIMP-style", "ssc": "sStoryCloze-style", "tsc": "tStoryCloze-style",
+                   "preference_heldout": "held-out pairs"}
+
+
+def machine() -> str:
+    """The CPU this process runs on, as a reader can compare it: cores and model name."""
+    from slamlib.device import cpu_name
+
+    return f"{os.cpu_count()} cores, {cpu_name()}"
+
+
+def _commit() -> str | None:
+    try:
+        # "-dirty" when the run's code had changes not yet committed
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def record(run_dir: str | os.PathLike, label: str | None = None) -> dict:
+    """A results record from a finished tutorial run (its metrics.json)."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run the tutorial into {run_dir} first "
+                                "(python -m slamlib run --profile tiny --out ...)")
+    metrics = json.loads(path.read_text())
+    if "benchmarks" not in metrics:
+        raise ValueError(f"{path} has no evaluation results: the run did not reach notebook 06")
+    steps = metrics.get("steps", {})
+    pretraining = steps.get("04_packed_pretraining", {})
+    parameters = metrics.get("parameters", {})
+    seed = int(parameters.get("SEED", 0))
+    init = pretraining.get("init", parameters.get("INIT", "twist"))
+    return {
+        "label": label or (f"seed {seed}" + ("" if init == "twist" else f", {init} init")),
+        "seed": seed, "init": init, "profile": metrics["profile"],
+        "overrides": metrics.get("overrides", {}),
+        "machine": machine(), "commit": _commit(),
+        "benchmarks_before_dpo": metrics["benchmarks_before_dpo"], "benchmarks": metrics["benchmarks"],
+        "intervals95": metrics.get("intervals95", {}), "pairs": metrics.get("pairs", {}),
+        "preference_heldout": metrics.get("preference_heldout"), "dpo_change": metrics.get("dpo_change", {}),
+        "seconds": metrics["seconds"], "total_seconds": metrics["total_seconds"],
+        "tokens_per_second": pretraining.get("tokens_per_second"),
+    }
+
+
+def load(path: str | os.PathLike = RESULTS_FILE) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        return json.loads(path.read_text())["runs"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is not a results file (a JSON object with a 'runs' list): {err}") from None
+
+
+def add(run_dir: str | os.PathLike, label: str | None = None, path: str | os.PathLike = RESULTS_FILE) -> dict:
+    """Add (or replace, by label) a run's record in the results file; returns the record."""
+    new = record(run_dir, label)
+    runs = [r for r in load(path) if r["label"] != new["label"]] + [new]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+    partial.replace(path)
+    return new
+
+
+def _arrow(before: float, after: float) -> str:
+    return f"{before:.1f} → {after:.1f}"
+
+
+def _change(change: dict | None) -> str:
+    if not change:
+        return ""
+    return f"{change['change']:+.1f} ± {change['interval95']:.1f}"
+
+
+def _mean_interval(values: list[float]) -> str:
+    """Mean ± the 95% t-interval half-width over seeds (the seeds as the sample)."""
+    t95 = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57}
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return f"{mean:+.1f}"
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return f"{mean:+.1f} ± {t95.get(n, 2.0) * sd / math.sqrt(n):.1f}"
+
+
+def tables(runs: list[dict]) -> dict[str, str]:
+    """README's tables (markdown) from the records, by marker name."""
+    twist = [r for r in runs if r["init"] == "twist"]
+    out = {}
+    lines = ["| run | sBLIMP-style | sStoryCloze-style | tStoryCloze-style | held-out pairs | minutes | tokens/s | machine |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in twist:
+        p = r["preference_heldout"] or {}
+        cells = [_arrow(r["benchmarks_before_dpo"][k], r["benchmarks"][k]) for k in ("sblimp", "ssc", "tsc")]
+        cells.append(_arrow(p["before_dpo"], p["after_dpo"]) if p else "")
+        tps = f"{r['tokens_per_second']:,.0f}" if r.get("tokens_per_second") else ""
+        lines.append(f"| {r['label']} | {' | '.join(cells)} | {r['total_seconds'] / 60:.1f} | {tps} | {r['machine']} |")
+    out["seeds"] = "\n".join(lines)
+
+    names = ["preference_heldout", "ssc", "tsc", "sblimp"]
+    lines = ["| run | " + " | ".join(BENCHMARK_NAMES[n] for n in names) + " |", "|---" * (len(names) + 1) + "|"]
+    for r in twist:
+        lines.append(f"| {r['label']} | " + " | ".join(_change(r["dpo_change"].get(n)) for n in names) + " |")
+    if len(twist) > 1:
+        means = [_mean_interval([r["dpo_change"][n]["change"] for r in twist if n in r["dpo_change"]]) for n in names]
+        lines.append(f"| mean of {len(twist)} runs | " + " | ".join(means) + " |")
+    out["dpo"] = "\n".join(lines)
+
+    random = {r["seed"]: r for r in runs if r["init"] == "random"}
+    lines = ["| seed | init | sBLIMP-style | sStoryCloze-style | tStoryCloze-style | held-out pairs |",
+             "|---|---|---|---|---|---|"]
+    for r in twist:
+        if r["seed"] in random:
+            for row in (r, random.pop(r["seed"])):
+                b, p = row["benchmarks_before_dpo"], row["preference_heldout"] or {}
+                lines.append(f"| {row['seed']} | {row['init']} | {b['sblimp']:.1f} | {b['ssc']:.1f} | {b['tsc']:.1f} "
+                             f"| {p.get('before_dpo', float('nan')):.1f} |")
+    out["init"] = "\n".join(lines)
+
+    lines = ["| model | hardware | sBLIMP | sSC | tSC |", "|---|---|---|---|---|",
+             "| Slam (−DPO), paper | 1×A5000, 24 h | 56.45 | 55.59 | 78.01 |",
+             "| Slam, paper | 1×A5000, 24 h | 58.86 | 58.04 | 82.04 |"]
+    if twist:
+        r = twist[0]
+        hardware = f"`tiny`, {r['machine'].split(',')[0]}, {r['total_seconds'] / 60:.1f} min"
+        for name, numbers in (("pretrained", r["benchmarks_before_dpo"]), ("after DPO", r["benchmarks"])):
+            lines.append(f"| {name} ({r['label']}) | {hardware} | "
+                         + " | ".join(f"{numbers[k]:.1f}*" for k in ("sblimp", "ssc", "tsc")) + " |")
+    out["headline"] = "\n".join(lines)
+
+    notebooks = list(twist[0]["seconds"]) if twist else []
+    lines = ["| run | " + " | ".join(n.split("_")[0] for n in notebooks) + " | total |",
+             "|---" * (len(notebooks) + 2) + "|"]
+    for r in twist:
+        lines.append(f"| {r['label']} | " + " | ".join(f"{r['seconds'].get(n, float('nan')):.0f}" for n in notebooks)
+                     + f" | {r['total_seconds']:.0f} |")
+    out["times"] = "\n".join(lines)
+    return out
+
+
+def render(readme_text: str, runs: list[dict]) -> str:
+    """README with every marked table replaced by the one made from the records."""
+    made = tables(runs)
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in made:
+            raise ValueError(f"README has a results marker {name!r}; the tables are {sorted(made)}")
+        return f"<!-- results:{name} -->\n{made[name]}\n<!-- /results:{name} -->"
+
+    return re.sub(r"<!-- results:(\w+) -->.*?<!-- /results:\1 -->", replace, readme_text, flags=re.S)
+
+
+def update_readme(readme: str | os.PathLike = README, path: str | os.PathLike = RESULTS_FILE,
+                  check: bool = False) -> bool:
+    """Rewrite README's tables from the results file; with `check`, only say whether they are current."""
+    readme = Path(readme)
+    text = readme.read_text()
+    new = render(text, load(path))
+    if check:
+        return new == text
+    if new != text:
+        readme.write_text(new)
+    return True
