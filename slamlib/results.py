@@ -133,15 +133,17 @@ def tables(runs: list[dict]) -> dict[str, str]:
     lines = ["| run | " + " | ".join(BENCHMARK_NAMES[n] for n in names) + " |", "|---" * (len(names) + 1) + "|"]
     for r in twist:
         lines.append(f"| {r['label']} | " + " | ".join(_change(r["dpo_change"].get(n)) for n in names) + " |")
-    if len(twist) > 1:
-        means = [_mean_interval([r["dpo_change"][n]["change"] for r in twist if n in r["dpo_change"]]) for n in names]
-        lines.append(f"| mean of {len(twist)} runs | " + " | ".join(means) + " |")
+    by_seed = list({r["seed"]: r for r in reversed(twist)}.values())[::-1]  # the first run of each seed
+    if len(by_seed) > 1:  # a seed run again gives the same numbers on the same machine: counted once
+        means = [_mean_interval([r["dpo_change"][n]["change"] for r in by_seed if n in r["dpo_change"]])
+                 for n in names]
+        lines.append(f"| mean of {len(by_seed)} seeds | " + " | ".join(means) + " |")
     out["dpo"] = "\n".join(lines)
 
     random = {r["seed"]: r for r in runs if r["init"] == "random"}
     lines = ["| seed | init | sBLIMP-style | sStoryCloze-style | tStoryCloze-style | held-out pairs |",
              "|---|---|---|---|---|---|"]
-    for r in twist:
+    for r in by_seed:
         if r["seed"] in random:
             for row in (r, random.pop(r["seed"])):
                 b, p = row["benchmarks_before_dpo"], row["preference_heldout"] or {}

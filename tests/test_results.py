@@ -40,7 +40,7 @@ def test_a_run_becomes_a_record_and_readme_rows(tmp_path):
     made = results.tables(runs)
     assert "| seed 0 | 75.0 → 74.0 | 60.0 → 62.0 | 70.0 → 71.0 | 55.0 → 90.0 | 2.0 | 20,123 |" in made["seeds"]
     # the mean change over two seeds, 2.0 and 4.0: 3.0 ± 12.71 * sd(1.414) / sqrt(2) = 12.71
-    assert "| mean of 2 runs | +35.0 ± 0.0 | +3.0 ± 12.7 | +1.0 ± 0.0 | -1.0 ± 0.0 |" in made["dpo"]
+    assert "| mean of 2 seeds | +35.0 ± 0.0 | +3.0 ± 12.7 | +1.0 ± 0.0 | -1.0 ± 0.0 |" in made["dpo"]
     assert "| seed 1 | +35.0 ± 3.0 | +4.0 ± 1.5 | +1.0 ± 1.0 | -1.0 ± 0.8 |" in made["dpo"]
     assert made["init"].splitlines()[2:] == ["| 1 | twist | 75.0 | 60.0 | 70.0 | 55.0 |",
                                              "| 1 | random | 75.0 | 60.0 | 70.0 | 55.0 |"]
@@ -49,6 +49,11 @@ def test_a_run_becomes_a_record_and_readme_rows(tmp_path):
                                                   "| after DPO (seed 0) | `tiny`, 2 cores, 2.0 min | 74.0* | 62.0* | 71.0* |"]
     again = results.add(fake_run(tmp_path / "d", 0, ssc=(61.0, 63.0)), path=file)  # the same label replaces
     assert again["label"] == "seed 0" and len(results.load(file)) == 3
+    # a seed run a second time (another label) is a row of its own, but counted once in the mean
+    results.add(fake_run(tmp_path / "e", 1, change=10.0), label="seed 1, again", path=file)
+    made = results.tables(results.load(file))
+    assert "| seed 1, again | +35.0 ± 3.0 | +10.0 ± 1.5 |" in made["dpo"]
+    assert "| mean of 2 seeds | +35.0 ± 0.0 | +3.0 ± 12.7 |" in made["dpo"]
 
 
 def test_readme_tables_are_rewritten_and_checked(tmp_path, capsys):
