@@ -455,13 +455,9 @@ def cmd_results(args) -> dict:
         return {"added": rec["label"], "file": str(args.file), "runs": len(results.load(args.file))}
     current = results.update_readme(args.readme, args.file, check=args.check)
     if args.check and not current:
-        raise ResultsOutOfDate(f"{args.readme}'s results tables differ from {args.file}: "
-                               "run python -m slamlib results readme")
+        raise ValueError(f"{args.readme}'s results tables differ from {args.file}: "
+                         "run python -m slamlib results readme")
     return {"readme": str(args.readme), "file": str(args.file), "current" if args.check else "written": True}
-
-
-class ResultsOutOfDate(ValueError):
-    pass
 
 
 def _results_parser(sub) -> None:

@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from slamlib.data.activities import ACTIVITIES, is_activity_sentence
+from slamlib.data.activities import ACTIVITIES, _slot_regex, is_activity_sentence
 from slamlib.data.stories import BOYS, FEELINGS, GIRLS, TOPICS, StoryWorld, build_texts, normalize, split_sentences
 from slamlib.metrics import auto_bleu_gslm, auto_bleu_slamkit, word_tokens
 
@@ -96,16 +96,9 @@ def test_preference_pairs_skip_ahead_in_an_activity(texts):
         assert pair["kind"] == "skipped_step" and k in (1, 2) and pair["skip"] >= 2
 
         def step_of(sentence):
-            return [i for i, phrasings in enumerate(steps) if any(_fits(p, sentence) for p in phrasings)]
+            return [i for i, phrasings in enumerate(steps) if any(_slot_regex(p).fullmatch(sentence) for p in phrasings)]
 
         assert step_of(pair["chosen_text"]) == [k] and step_of(pair["rejected_text"]) == [k + pair["skip"]]
-
-
-def _fits(template, sentence):
-    import re
-
-    parts = re.split(r"(\{\w+\})", template)
-    return re.fullmatch("".join("(.+?)" if p.startswith("{") else re.escape(p) for p in parts), sentence) is not None
 
 
 def test_no_benchmark_negative_is_made_the_way_preference_pairs_are_and_the_other_way_round(texts):

@@ -275,20 +275,18 @@ def _rng(seed: int, part: str) -> random.Random:
     return random.Random(int(hashlib.sha256(f"{seed}/{part}".encode()).hexdigest()[:16], 16))
 
 
-def _same_setting_other(stories: list[Story], i: int, rng: random.Random,
-                        ending_words: list[set[str]] | None = None) -> Story:
+def _same_setting_other(stories: list[Story], i: int, rng: random.Random, ending_words: list[set[str]]) -> Story:
     """Another story of the same setting, about a character of the same gender and, where the
     collection has one, the same kind of object (so that neither a place, a pronoun nor the object
     gives the answer away), whose ending names none of story i's people or its colour. In a
     collection too small for that, any other story. `ending_words`: each story's ending as a set
-    of words, when the caller has them."""
+    of words."""
     story = stories[i]
-    words = ending_words or [set(normalize(st.ending).split()) for st in stories]
     own = set(normalize(story.text).split()) & set(BOYS_GIRLS_LOWER) | {story.color}
     for same_object in (True, False):
         candidates = [j for j, other in enumerate(stories)
                       if j != i and other.topic == story.topic and (other.name in BOYS) == (story.name in BOYS)
-                      and (other.obj == story.obj) == same_object and not own & words[j]]
+                      and (other.obj == story.obj) == same_object and not own & ending_words[j]]
         if candidates:
             return stories[candidates[rng.randrange(len(candidates))]]
     return stories[(i + 1) % len(stories)]
