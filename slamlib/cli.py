@@ -33,10 +33,19 @@ def _print_json(data: dict) -> None:
     print(json.dumps(data, default=str), flush=True)
 
 
-def _profile(args):
+def _profile(args, flags: dict[str, str] | None = None):
+    """The profile, then `--set`, then the command's own flags ({setting: flag name}) where given:
+    the same order as a notebook's profile < OVERRIDES < parameters."""
     from slamlib.profiles import get_profile, parse_overrides
 
-    return get_profile(args.profile, parse_overrides(args.set))
+    given = {key: getattr(args, flag) for key, flag in (flags or {}).items() if getattr(args, flag, None) is not None}
+    return get_profile(args.profile, {**parse_overrides(args.set), **given})
+
+
+def _device(args, profile) -> str:
+    from slamlib.device import resolve_device
+
+    return args.device or resolve_device(profile.device)
 
 
 def cmd_profile(args) -> dict:
@@ -171,15 +180,18 @@ def cmd_eval(args) -> dict:
     from slamlib.evaluate import evaluate_benchmark
     from slamlib.model import load_speech_lm
 
-    profile = _profile(args)
+    profile = _profile(args, {"eval.score": "score"})
     # a model folder without a speech tokenizer of its own (a published SlamKit checkpoint) gets the profile's
-    model, speech_tokenizer = load_speech_lm(args.model, device=args.device, tokenizer_config=profile.tokenizer)
-    result = evaluate_benchmark(model, speech_tokenizer, args.benchmark, args.data, score=args.score,
-                                progress=not args.quiet)
+    model, speech_tokenizer = load_speech_lm(args.model, device=_device(args, profile), tokenizer_config=profile.tokenizer)
+    result = evaluate_benchmark(model, speech_tokenizer, args.benchmark, args.data, score=profile.eval.score,
+                                batch_tokens=profile.eval.batch_tokens, progress=not args.quiet)
     if args.pairs_out:
         result.per_pair.to_csv(args.pairs_out, index=False)
-    return {"command": "eval", "model": str(args.model), "data": str(args.data), "score": args.score,
+    return {"command": "eval", "model": str(args.model), "data": str(args.data), "score": profile.eval.score,
             **result.to_dict()}
+
+
+_GENERATION_FLAGS = ("temperature", "top_k", "max_new_tokens", "repetition_penalty", "prompt_seconds")
 
 
 def cmd_generate(args) -> dict:
@@ -188,27 +200,25 @@ def cmd_generate(args) -> dict:
     from slamlib.audio import SAMPLE_RATE, load_audio, write_audio
     from slamlib.evaluate import generate_continuation
     from slamlib.model import load_speech_lm
-    from slamlib.profiles import GenerationConfig
     from slamlib.vocoders.base import load_vocoder
     from slamlib.vocoders.griffin_lim import GriffinLimVocoder
 
-    profile = _profile(args)
-    model, speech_tokenizer = load_speech_lm(args.model, device=args.device, tokenizer_config=profile.tokenizer)
+    profile = _profile(args, {f"eval.generation.{key}": key for key in _GENERATION_FLAGS})
+    device = _device(args, profile)
+    model, speech_tokenizer = load_speech_lm(args.model, device=device, tokenizer_config=profile.tokenizer)
     vocoder = load_vocoder(speech_tokenizer, hifigan_checkpoint=profile.eval.hifigan_checkpoint,
-                           hifigan_config=profile.eval.hifigan_config, device=args.device)
+                           hifigan_config=profile.eval.hifigan_config, device=device)
     wav = load_audio(args.prompt)
     if isinstance(vocoder, GriffinLimVocoder):  # typical unit durations, from the prompt's own speech
         vocoder.fit_durations([speech_tokenizer.tokenize(wav)])
-    cfg = GenerationConfig(temperature=args.temperature, top_k=args.top_k, max_new_tokens=args.max_new_tokens,
-                           repetition_penalty=args.repetition_penalty, prompt_seconds=args.seconds)
+    cfg = profile.eval.generation
     result = generate_continuation(model, speech_tokenizer, vocoder, wav, cfg, seed=args.seed)
     write_audio(args.out, result["audio"], SAMPLE_RATE)
     return {"command": "generate", "model": str(args.model), "prompt": str(args.prompt), "out": str(args.out),
             "prompt_units": len(result["prompt_units"]), "new_units": len(result["new_units"]),
             "seconds": round(len(result["audio"]) / SAMPLE_RATE, 3),
             "continuation_seconds": round(len(result["continuation_audio"]) / SAMPLE_RATE, 3),
-            "settings": {k: getattr(cfg, k) for k in ("temperature", "top_k", "max_new_tokens",
-                                                      "repetition_penalty", "prompt_seconds")},
+            "settings": {k: getattr(cfg, k) for k in _GENERATION_FLAGS},
             "silent": bool(np.abs(result["audio"]).max() == 0)}
 
 
@@ -375,9 +385,10 @@ def _eval_parser(sub) -> None:
                    help="a speech LM directory or hub id (without speech_tokenizer/ in it: the profile's)")
     p.add_argument("--benchmark", required=True, choices=BENCHMARKS)
     p.add_argument("--data", required=True, help="a pairs.csv manifest or an official benchmark folder")
-    p.add_argument("--score", choices=["mean", "sum"], default="mean", help="log-likelihood per token, or in total")
+    p.add_argument("--score", choices=["mean", "sum"],
+                   help="log-likelihood per token, or in total (default: the profile's eval.score)")
     p.add_argument("--pairs-out", help="also write every pair's scores to this CSV")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the profile's)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
 
@@ -389,13 +400,14 @@ def _generate_parser(sub) -> None:
                    help="a speech LM directory or hub id (without speech_tokenizer/ in it: the profile's)")
     p.add_argument("--prompt", required=True, help="an audio file; its first --seconds are the prompt")
     p.add_argument("--out", required=True, help="where to write the prompt + continuation (vocoded)")
-    p.add_argument("--seconds", type=float, default=3.0)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=25)
-    p.add_argument("--max-new-tokens", type=int, default=150)
-    p.add_argument("--repetition-penalty", type=float, default=1.1)
+    # sampling: each flag defaults to the profile's eval.generation setting (after --set)
+    p.add_argument("--seconds", dest="prompt_seconds", type=float, help="prompt length (eval.generation.prompt_seconds)")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--repetition-penalty", type=float)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the profile's)")
     p.set_defaults(func=cmd_generate)
 
 

@@ -114,6 +114,13 @@ class Capabilities:
         return f"{self.name} ({', '.join(details)})" if details else self.name
 
 
+def resolve_device(device: str) -> str:
+    """A profile's `device` as torch takes it: "auto" is the GPU when there is one, else the CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def cpu_name() -> str:
     """The CPU's model name ('AMD EPYC 7B13'), or what the platform says."""
     try:

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from slamlib import reuse
 from slamlib.tokenization.units import UnitTokenizer
 
 CHECKED_PAIRS = 8
@@ -153,14 +154,20 @@ def train_dpo(model_dir: str | os.PathLike, train_units: str | os.PathLike, cfg,
               max_steps: int | None = None, seed: int = 0, callbacks=(), device: str | None = None,
               progress: bool = True) -> dict:
     """DPO from a saved speech LM; the result is saved in out_dir as a speech LM directory (with
-    its speech tokenizer) and `dpo_log.jsonl`. A finished run is not redone."""
+    its speech tokenizer) and `dpo_log.jsonl`. A finished run is reused only when its settings, start
+    and pairs are the ones asked for (`slamlib.reuse`)."""
     from slamlib.model import load_speech_lm, save_speech_lm
     from slamlib.train.schedule import parse_duration
 
     out = Path(out_dir)
     done = out / "dpo_summary.json"
-    if done.exists() and (out / "config.json").exists():
+    made_with = {**reuse.settings(cfg, "dpo.", leave_out=("log_every",)), "seed": seed, "budget": budget,
+                 "max_steps": max_steps, "start": reuse.content_key(model_dir),
+                 "data": reuse.content_key(train_units), "heldout": reuse.content_key(heldout_units)}
+    if done.exists() and (out / "config.json").exists() and reuse.matches(out, made_with, what=str(out),
+                                                                           redo="training again"):
         return {**json.loads(done.read_text()), "already_done": True}
+    reuse.forget(out, done.name, "dpo_log.jsonl")
     model, speech_tokenizer = load_speech_lm(model_dir, device="cpu")
     rows = preference_rows(train_units, speech_tokenizer.unit_tokenizer)
     heldout = preference_rows(heldout_units, speech_tokenizer.unit_tokenizer)[: cfg.eval_pairs] if heldout_units else None
@@ -187,6 +194,7 @@ def train_dpo(model_dir: str | os.PathLike, train_units: str | os.PathLike, cfg,
                "final_heldout_reward_accuracy": eval_logs[-1].get("eval_rewards/accuracies") if eval_logs else None,
                "start": str(model_dir), **trainer_settings(trainer)}
     done.write_text(json.dumps(summary, indent=2) + "\n")
+    reuse.record(out, made_with)
     return summary
 
 

@@ -45,8 +45,10 @@ def _kernel_for_this_python(run: RunDir):
                  "--IPKernelApp.log_level=ERROR"],  # not the TCP-transport notice on every start
         "display_name": "Python (slamlib)",
         "language": "python",
-        # progress bars are for people watching, not for batch runs
-        "env": {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"},
+        # progress bars are for people watching, not for batch runs; no browser shows the widgets
+        # either, so each explorer also renders its first selection as plain output (slamlib.explore)
+        "env": {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+                "SLAMLIB_STATIC": "1"},
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
     old = os.environ.get("JUPYTER_PATH")

@@ -14,13 +14,16 @@ because it calls both; `slamlib.model` itself knows nothing of how a text LM is 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Iterable
 
+from slamlib import reuse
 from slamlib.metrics import word_tokens
 from slamlib.model import init_speech_lm, save_speech_lm
+from slamlib.profiles import TextLMConfig
 
 SPECIAL = ("<pad>", "<s>", "<unk>")  # ids 0, 1, 2: pad, BOS/EOS (as the unit vocabulary), unknown
 
@@ -96,13 +99,20 @@ def train_text_lm(profile, out_dir: str | os.PathLike, texts: list[str] | None =
 
     out = Path(out_dir)
     cfg, arch = profile.model.text_lm, profile.model.architecture
-    settings = {"text_lm": dataclasses.asdict(cfg), "architecture": dataclasses.asdict(arch), "seed": profile.seed}
-    done = out / "text_lm.json"
-    if done.exists() and json.loads(done.read_text()).get("settings") == settings:
-        return json.loads(done.read_text())["summary"]
     texts = texts if texts is not None else training_texts(profile)
     if cfg.vocabulary not in VOCABULARIES:
         raise ValueError(f"model.text_lm.vocabulary={cfg.vocabulary!r}: use one of {sorted(VOCABULARIES)}")
+    train_cfg = dataclasses.replace(
+        profile.train, context=cfg.context, batch_size=cfg.batch_size, grad_accum=1, lr=cfg.lr, min_lr=cfg.min_lr,
+        budget=f"{cfg.seconds}s" if cfg.seconds else None, tokens=None, max_steps=None if cfg.seconds else cfg.steps,
+        eval_every=10**9, save_every=10**9, trackers=())
+    made_with = {**reuse.settings(cfg, "model.text_lm."), **reuse.settings(arch, "model.architecture."),
+                 **reuse.settings(train_cfg, "train.", leave_out=reuse.TRAIN_NOT_IN_RESULT), "seed": profile.seed,
+                 "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]}
+    done = out / "text_lm.json"
+    if done.exists() and reuse.matches(out, made_with, what="text LM", redo="training it again"):
+        return json.loads(done.read_text())["summary"]
+    reuse.forget(out, "text_lm.json", "checkpoints")
     make_vocabulary, make_tokenizer = VOCABULARIES[cfg.vocabulary]
     vocab = make_vocabulary(texts)
     tokenizer = make_tokenizer(vocab)
@@ -116,10 +126,6 @@ def train_text_lm(profile, out_dir: str | os.PathLike, texts: list[str] | None =
         pad_token_id=0, bos_token_id=1, eos_token_id=1,
     )
     model = Qwen2ForCausalLM(config)
-    train_cfg = dataclasses.replace(
-        profile.train, context=cfg.context, batch_size=cfg.batch_size, grad_accum=1, lr=cfg.lr, min_lr=cfg.min_lr,
-        budget=f"{cfg.seconds}s" if cfg.seconds else None, tokens=None, max_steps=None if cfg.seconds else cfg.steps,
-        eval_every=10**9, save_every=10**9, trackers=())
     train_docs, valid_docs = docs.split(0.02, seed=profile.seed)
 
     def save(model, directory):
@@ -130,7 +136,8 @@ def train_text_lm(profile, out_dir: str | os.PathLike, texts: list[str] | None =
                       callbacks=callbacks, save_model=save)
     summary = trainer.fit(resume=False, progress=progress)
     summary.update(vocabulary=len(vocab), documents=len(docs), text_tokens=docs.n_tokens)
-    done.write_text(json.dumps({"settings": settings, "summary": summary}, indent=2) + "\n")
+    done.write_text(json.dumps({"summary": summary}, indent=2) + "\n")
+    reuse.record(out, made_with)
     return summary
 
 
@@ -144,6 +151,10 @@ def prepare_base_lm(profile, run, *, progress: bool = True, callbacks=()) -> str
     return str(out)
 
 
+# the text LM's own settings reach an initial model through the text LM's record (`base_content`)
+_NOT_IN_INIT = tuple(f"text_lm.{f.name}" for f in dataclasses.fields(TextLMConfig))
+
+
 def prepare_initial_models(profile, run, speech_tokenizer, *, inits=("twist", "random"), progress: bool = True,
                            callbacks=()) -> dict[str, Path]:
     """Notebook 02 in one call: the text LM to start from (trained first, for a profile that has
@@ -152,10 +163,16 @@ def prepare_initial_models(profile, run, speech_tokenizer, *, inits=("twist", "r
     out = {}
     for init in inits:
         directory = run.root / "models" / f"init_{init}"
-        if not (directory / "config.json").exists():
+        made_with = {**reuse.settings(profile.model, "model.", leave_out=_NOT_IN_INIT), "init": init,
+                     "base": str(base), "base_content": reuse.content_key(base), "seed": profile.seed,
+                     "speech_tokenizer": speech_tokenizer.fingerprint()}
+        if not ((directory / "config.json").exists()
+                and reuse.matches(directory, made_with, what=f"models/init_{init}", redo="building it again")):
+            reuse.forget(directory)
             model = init_speech_lm(profile.model, speech_tokenizer.n_units, init=init, base=base, seed=profile.seed)
             save_speech_lm(model, directory, speech_tokenizer)
             (directory / "init.json").write_text(json.dumps({"init": init, "base": str(base)}, indent=2) + "\n")
+            reuse.record(directory, made_with)
         out[init] = directory
     return out
 

@@ -91,8 +91,20 @@ def test_dpo_loss_falls_and_the_model_is_saved(start):
     assert any("eval_rewards/accuracies" in r for r in log)
     model, tokenizer = load_speech_lm(out)
     assert tokenizer.n_units == 16
-    again = train_dpo(start / "lm", start / "train", small_cfg(), out, max_steps=24, device="cpu")
+    again = train_dpo(start / "lm", start / "train", small_cfg(), out, heldout_units=start / "heldout",
+                      max_steps=24, device="cpu")
     assert again["already_done"]
+
+
+def test_dpo_trains_again_when_a_setting_changes(start, capsys):
+    out = start / "out-reuse"
+    train_dpo(start / "lm", start / "train", small_cfg(), out, max_steps=2, device="cpu")
+    capsys.readouterr()
+    assert train_dpo(start / "lm", start / "train", small_cfg(), out, max_steps=2, device="cpu")["already_done"]
+    assert "settings changed" not in capsys.readouterr().out
+    changed = train_dpo(start / "lm", start / "train", small_cfg(beta=0.3), out, max_steps=2, device="cpu")
+    assert f"{out}: settings changed: dpo.beta 0.1 -> 0.3; training again" in capsys.readouterr().out
+    assert not changed.get("already_done") and changed["beta"] == 0.3
 
 
 def test_the_likelihood_term_adds_the_chosen_nll(start):

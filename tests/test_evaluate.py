@@ -1,3 +1,4 @@
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -200,9 +201,13 @@ def test_generate_continuation_and_cli(model, speech_tokenizer, speech, tmp_path
     from test_cli import slamlib_cli
 
     proc, out = slamlib_cli("generate", "--model", str(tmp_path / "lm"), "--prompt", str(tmp_path / "prompt.wav"),
-                            "--out", str(tmp_path / "out.wav"), "--max-new-tokens", "15", "--seconds", "1")
+                            "--out", str(tmp_path / "out.wav"), "--set", "eval.generation.max_new_tokens=99",
+                            "--set", "eval.generation.top_k=7", "--max-new-tokens", "15", "--seconds", "1")
     assert proc.returncode == 0, proc.stderr
-    assert out["new_units"] <= 15 and out["settings"]["max_new_tokens"] == 15 and not out["silent"]
+    assert out["new_units"] <= 15 and not out["silent"]
+    # profile < --set < the command's own flag
+    assert out["settings"] == {**dataclasses.asdict(get_profile("slam").eval.generation), "top_k": 7,
+                               "max_new_tokens": 15, "prompt_seconds": 1.0}
     assert len(load_audio(tmp_path / "out.wav")) > 0
 
 
@@ -211,7 +216,7 @@ def test_eval_cli(model, speech_tokenizer, pair_folder, tmp_path):
 
     save_speech_lm(model, tmp_path / "lm", speech_tokenizer)
     proc, out = slamlib_cli("eval", "--model", str(tmp_path / "lm"), "--benchmark", "ssc", "--data",
-                            str(pair_folder / "pairs.csv"), "--score", "sum", "--quiet",
+                            str(pair_folder / "pairs.csv"), "--set", "eval.score=sum", "--quiet",
                             "--pairs-out", str(tmp_path / "pairs.csv"))
     assert proc.returncode == 0, proc.stderr
     assert out["benchmark"] == "ssc" and out["pairs"] == 6 and 0 <= out["accuracy"] <= 100 and out["score"] == "sum"

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -156,9 +157,18 @@ def test_rerun_is_idempotent_and_resumes_a_lost_shard(run, tokenizer):
     assert lost.read_bytes() == content
 
 
-def test_other_settings_do_not_overwrite_a_corpus(run, tokenizer):
-    with pytest.raises(ValueError, match="synthesized with other settings"):
-        prepare_data(small_profile(**{"data.synthetic.n_stories": 31}), run, tokenizer, progress=False)
+def test_other_settings_make_the_data_again_and_say_which(run, tokenizer, tmp_path, capsys):
+    copy = RunDir(tmp_path / "run")
+    shutil.copytree(run.root, copy.root, dirs_exist_ok=True)
+    old = small_profile().data.synthetic.n_stories
+    again = prepare_data(small_profile(**{"data.synthetic.n_stories": old + 1}), copy, tokenizer, progress=False)
+    out = capsys.readouterr().out
+    assert f"{copy.root / 'audio' / 'spoken_stories'}: settings changed: data.synthetic.n_stories {old} -> {old + 1}; " \
+        "synthesizing it again" in out
+    synthetic = again["synthetic"]
+    assert synthetic["counts"]["spoken_stories"] == old + 1 and all(n > 0 for n in synthetic["shards_written"].values())
+    assert len(read_units(copy.root / "units" / "spoken_stories")) == old + 1  # stale units replaced, not mixed
+    assert "tokenizing again" in out
 
 
 def test_read_speech_is_multi_voice_and_stories_and_pairs_single_voice(run):

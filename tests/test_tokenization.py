@@ -103,6 +103,16 @@ def test_load_or_build_reuses_a_matching_tokenizer(speech, tmp_path):
     assert (built.tokenize(wavs[0]).durations >= 2).all()
 
 
+def test_a_tokenizer_fitted_on_other_audio_is_fitted_again(speech, tmp_path, capsys):
+    wavs = [w for _, _, w in speech]
+    first = load_or_build_speech_tokenizer(SMALL, tmp_path / "tok", fit_audio=wavs, fit_from={"n": 3}, device="cpu")
+    assert load_or_build_speech_tokenizer(SMALL, tmp_path / "tok", fit_from={"n": 3}, device="cpu").fingerprint() \
+        == first.fingerprint() and capsys.readouterr().out == ""
+    fewer = load_or_build_speech_tokenizer(SMALL, tmp_path / "tok", fit_audio=wavs[:1], fit_from={"n": 1}, device="cpu")
+    assert "settings changed: fit on n 3 -> 1; building it again" in capsys.readouterr().out
+    assert fewer.fingerprint() != first.fingerprint()
+
+
 def test_corpus_skips_and_lists_bad_files_and_keeps_the_rest(logmel_tokenizer, audio_folder, tmp_path):
     (audio_folder / "broken.wav").write_bytes(b"RIFF....garbage")
     (audio_folder / "empty.flac").write_bytes(b"")
@@ -146,6 +156,17 @@ def test_corpus_refuses_units_from_another_tokenizer(logmel_tokenizer, audio_fol
                                    fit_audio=[w for _, _, w in speech], device="cpu")
     with pytest.raises(ValueError, match="units from another speech tokenizer"):
         tokenize_corpus(audio_folder, tmp_path / "units", other, progress=False)
+
+
+def test_stale_units_are_replaced_when_asked(logmel_tokenizer, audio_folder, speech, tmp_path, capsys):
+    tokenize_corpus(audio_folder, tmp_path / "units", logmel_tokenizer, max_items=2, progress=False)
+    other = build_speech_tokenizer(TokenizerConfig(features=LogMelConfig(), n_units=8),
+                                   fit_audio=[w for _, _, w in speech], device="cpu")
+    again = tokenize_corpus(audio_folder, tmp_path / "units", other, progress=False, replace_stale=True)
+    assert f"{tmp_path / 'units'}: made from another speech tokenizer or other audio (tokenizer " \
+        f"{logmel_tokenizer.fingerprint()} -> {other.fingerprint()}); tokenizing again" in capsys.readouterr().out
+    assert again["already_done"] == 0 and again["tokenized"] == 12
+    assert read_units(tmp_path / "units").units.map(max).max() < 8  # every shard from the 8-unit tokenizer
 
 
 def test_corpus_keeps_metadata_columns(logmel_tokenizer, audio_folder, tmp_path):

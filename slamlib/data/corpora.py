@@ -200,13 +200,18 @@ def preference_items(rows, *, id_column: str | None = None, keep_columns: Sequen
 def tokenize_audio_corpus(source, out_dir: str | os.PathLike, tokenizer: SpeechTokenizer, *, kind: str = "speech",
                           id_column: str | None = None, keep_columns: Sequence[str] = ("text",),
                           audio_column: str = "audio", name: str = "corpus", max_auto_bleu: float | None = None,
-                          progress: bool = True) -> dict:
+                          progress: bool = True, replace_stale: bool = False) -> dict:
     """Tokenize an audio corpus (kind "speech" or "preference") into units shards. `source` is a
     folder of our parquet shards or a `datasets` dataset. A preference corpus is first passed
     through `RepetitionFilter(max_auto_bleu)` (None keeps every pair); the filter's counts are in
-    the summary under "repetition_filter"."""
+    the summary under "repetition_filter". Units made by another speech tokenizer or from other
+    audio are refused, or with `replace_stale` replaced (`tokenize_corpus`)."""
+    from slamlib.reuse import content_key
+
+    stale = {"replace_stale": replace_stale}
     if isinstance(source, (str, os.PathLike)):
         columns, rows = parquet_columns(source), parquet_rows(source)
+        stale["made_from"] = content_key(source)
     else:
         source = undecoded(source)
         columns, rows = list(source.column_names or []), source
@@ -214,17 +219,17 @@ def tokenize_audio_corpus(source, out_dir: str | os.PathLike, tokenizer: SpeechT
     if kind == "preference":
         repetition = RepetitionFilter(max_auto_bleu, name)
         return _tokenize_preference(rows, out_dir, tokenizer, repetition, id_column=id_column, keep_columns=keep,
-                                    name=name, progress=progress)
+                                    name=name, progress=progress, **stale)
     if kind != "speech":
         raise ValueError(f"unknown corpus kind {kind!r} (speech or preference)")
     if max_auto_bleu is not None:
         raise ValueError(f"{name}: max_auto_bleu={max_auto_bleu} filters preference pairs; this is a speech corpus")
     items = dataset_items(rows, audio_column=audio_column, id_column=id_column, keep_columns=keep, name=name)
-    return tokenize_corpus(items, out_dir, tokenizer, keep_columns=keep, progress=progress)
+    return tokenize_corpus(items, out_dir, tokenizer, keep_columns=keep, progress=progress, **stale)
 
 
 def _tokenize_preference(rows, out_dir, tokenizer, repetition: RepetitionFilter, *, id_column, keep_columns, name,
-                         progress) -> dict:
+                         progress, **stale) -> dict:
     """Filter the pairs, tokenize the kept ones and record the filter and its counts. Every row is
     seen on each run (already tokenized pairs are skipped after the filter), so the counts are
     right on a rerun too."""
@@ -232,7 +237,7 @@ def _tokenize_preference(rows, out_dir, tokenizer, repetition: RepetitionFilter,
     write_filter_info(out_dir, {"max_auto_bleu": repetition.max_auto_bleu})  # before any shard: what they pass
     items = preference_items(rows, id_column=id_column, keep_columns=keep_columns, name=name, keep=repetition)
     summary = tokenize_corpus(items, out_dir, tokenizer, keep_columns=["pair", "role", *keep_columns],
-                              progress=progress)
+                              progress=progress, **stale)
     summary["repetition_filter"] = repetition.summary()
     write_filter_info(out_dir, summary["repetition_filter"])
     return summary

@@ -5,7 +5,8 @@ several espeak voices (different accents, rates and pitches). For the `slam` pro
 first rows of a real dataset (LibriSpeech), decoded with soundfile and written as FLAC.
 
 Writing is idempotent: files already present are kept, and `metadata.csv` (file, text, voice,
-seconds) is rewritten whole at the end.
+seconds) is rewritten whole at the end. A sample made with other settings (or another seed) is
+made again (`slamlib.reuse`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from slamlib import reuse
 from slamlib.audio import SAMPLE_RATE, audio_duration, decode_audio, write_audio
 from slamlib.data.tts import EspeakTTS
 from slamlib.profiles import REPO_ROOT, Profile, SpeechSampleConfig
@@ -27,6 +29,9 @@ def prepare_speech_sample(profile: Profile, out_dir: str | os.PathLike, progress
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = profile.speech_sample
+    made_with = {**reuse.settings(cfg, "speech_sample."), "seed": profile.seed}
+    if not reuse.matches(out_dir, made_with, what=str(out_dir), redo="making it again"):
+        _remove_sample(out_dir)
     if cfg.source == "espeak":
         rows = _espeak_sample(cfg, out_dir, profile.seed, progress)
     else:
@@ -35,7 +40,16 @@ def prepare_speech_sample(profile: Profile, out_dir: str | os.PathLike, progress
     tmp = out_dir / ".metadata.csv.tmp"
     table.to_csv(tmp, index=False)
     os.replace(tmp, out_dir / "metadata.csv")
+    reuse.record(out_dir, made_with)
     return out_dir
+
+
+def _remove_sample(out_dir: Path) -> None:
+    """A sample made with other settings: its files (named `utt-NNNNN`, the same names a new
+    sample uses for other sentences) and its metadata go, nothing else in the folder."""
+    reuse.forget(out_dir, "metadata.csv")
+    for path in out_dir.glob("utt-[0-9][0-9][0-9][0-9][0-9].*"):
+        path.unlink()
 
 
 def read_texts(path: str | os.PathLike) -> list[str]:

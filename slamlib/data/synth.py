@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import soundfile as sf
 
+from slamlib import reuse
 from slamlib.audio import SAMPLE_RATE, write_audio
 from slamlib.data.benchmarks import write_pairs
 from slamlib.data.stories import Texts, build_texts
@@ -114,29 +115,33 @@ def _pipelined(tts: EspeakTTS, batches: list, jobs_of: Callable[[list], list]):
             yield batch, audio
 
 
-def _check_manifest(folder: Path, fingerprint: str, rows: int) -> None:
+def _check_manifest(folder: Path, fingerprint: str, rows: int, settings: dict) -> None:
+    """A corpus folder made with other settings (or another seed) is emptied and made again,
+    saying which settings changed; one made with these is kept (its missing shards are filled in)."""
     manifest = folder / "corpus.json"
     if manifest.exists():
         old = json.loads(manifest.read_text())
-        if old.get("fingerprint") != fingerprint:
-            raise ValueError(
-                f"{folder} was synthesized with other settings (or another seed); use a new run folder,"
-                " or delete this one to synthesize it again"
-            )
-        return
+        if old.get("fingerprint") == fingerprint:
+            return
+        changed = reuse.differences(old["settings"], settings) if "settings" in old else ["not recorded"]
+        shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
+        print(f"{folder}: settings changed: {shown}; synthesizing it again", flush=True)
+        reuse.forget(folder, "corpus.json", "pairs.csv", "wavs")
+        for shard in folder.glob("shard-*.parquet"):
+            shard.unlink()
     folder.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(json.dumps({"fingerprint": fingerprint, "rows": rows}, indent=2) + "\n")
+    manifest.write_text(json.dumps({"fingerprint": fingerprint, "rows": rows, "settings": settings}, indent=2) + "\n")
 
 
 def _write_sharded(tts: EspeakTTS, folder: Path, rows: list, jobs_of: Callable[[list], list],
                    build: Callable[[list, Audio], list[dict]], features, shard_size: int, fingerprint: str,
-                   desc: str, progress: bool) -> int:
+                   settings: dict, desc: str, progress: bool) -> int:
     """Write rows as parquet shards of shard_size; only missing shards are synthesized. Returns
     how many shards were written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    _check_manifest(folder, fingerprint, len(rows))
+    _check_manifest(folder, fingerprint, len(rows), settings)
     missing = [(number, rows[start : start + shard_size]) for number, start in enumerate(range(0, len(rows), shard_size))
                if not (folder / f"shard-{number:05d}.parquet").exists()]
     for (number, batch), audio in progress_bar(_pipelined(tts, missing, lambda b: jobs_of(b[1])),
@@ -180,9 +185,11 @@ def synthesize_corpora(cfg, seed: int, run: RunDir, progress: bool = True) -> di
     # AUTO_BLEU names the definition the pairs were filtered with: pairs written under another are not reused
     fingerprint = hashlib.sha256(json.dumps([dataclasses.asdict(cfg), seed, AUTO_BLEU],
                                             default=str).encode()).hexdigest()[:16]
+    settings = {**reuse.settings(cfg, "data.synthetic.", leave_out=("workers",)), "seed": seed,
+                "auto_bleu": AUTO_BLEU}  # what changed, when the fingerprint does
     tts = EspeakTTS(workers=cfg.workers)
     written = {}
-    common = dict(shard_size=cfg.shard_size, fingerprint=fingerprint, progress=progress)
+    common = dict(shard_size=cfg.shard_size, fingerprint=fingerprint, settings=settings, progress=progress)
 
     # read speech: LibriSpeech's fields; speaker_id is the voice's index
     voices = _assign(texts.read_speech, cfg.read_voices, seed, "read")
@@ -225,7 +232,7 @@ def synthesize_corpora(cfg, seed: int, run: RunDir, progress: bool = True) -> di
                 "auto_bleu2": r["auto_bleu2"], "kind": r["kind"]} for r in batch],
             _features("preference"), desc=f"preference pairs ({name})", **common)
 
-    benchmarks = write_benchmarks(texts, cfg, seed, run, tts, fingerprint, progress)
+    benchmarks = write_benchmarks(texts, cfg, seed, run, tts, fingerprint, progress, settings=settings)
     tts.close()
     counts = {"read_speech": len(texts.read_speech), "spoken_stories": len(texts.stories),
               "preference/train": len(texts.preference), "preference/heldout": len(texts.heldout_preference),
@@ -234,13 +241,13 @@ def synthesize_corpora(cfg, seed: int, run: RunDir, progress: bool = True) -> di
 
 
 def write_benchmarks(texts: Texts, cfg, seed: int, run: RunDir, tts: EspeakTTS, fingerprint: str,
-                     progress: bool = True, chunk: int = 200) -> dict:
+                     progress: bool = True, chunk: int = 200, settings: dict | None = None) -> dict:
     """tStoryCloze-, sStoryCloze- and sBLIMP-style sets: wavs/ and pairs.csv in benchmarks/NAME.
     A pair's two files share the set-up audio; only the ending differs."""
     stories = {st.id: st for st in texts.test_stories}
     folders = {name: run.folder("benchmarks", name) for name in BENCHMARKS}
     for folder in folders.values():
-        _check_manifest(folder, fingerprint, 0)
+        _check_manifest(folder, fingerprint, 0, settings or {})
     roles = ("positive", "negative")
     wav_path = lambda name, pair, role: folders[name] / "wavs" / f"{pair['id']}_{role}.wav"  # noqa: E731
 
@@ -284,12 +291,12 @@ def tokenize_synthetic(run: RunDir, tokenizer, progress: bool = True) -> dict:
     for name in SPEECH_CORPORA:
         out[name] = tokenize_audio_corpus(
             run.root / "audio" / name, run.folder("units", name), tokenizer, id_column="id",
-            keep_columns=("text", "voice"), name=name, progress=progress)
+            keep_columns=("text", "voice"), name=name, progress=progress, replace_stale=True)
     for name in PREFERENCE_CORPORA:
         out[name] = tokenize_audio_corpus(
             run.root / "audio" / name, run.folder("units", name), tokenizer, kind="preference",
             id_column="id", keep_columns=("speaker", "prompt_text", "chosen_text", "rejected_text", "kind"),
-            name=name, progress=progress)
+            name=name, progress=progress, replace_stale=True)
     return out
 
 
@@ -314,7 +321,8 @@ def prepare_data(profile, run: RunDir, tokenizer=None, *, max_rows: int | None =
 
         tokenizer = load_or_build_speech_tokenizer(
             profile.tokenizer, run.folder("speech_tokenizer"), device=profile.device, seed=profile.seed,
-            fit_audio=fit_audio() if profile.data.synthetic is not None else None)
+            fit_audio=fit_audio() if profile.data.synthetic is not None else None,
+            fit_from={"audio/read_speech": reuse.content_key(run.root / "audio" / "read_speech")})
     summary["speech_tokenizer"] = tokenizer.fingerprint()
     if profile.data.synthetic is not None:
         summary["units"].update(tokenize_synthetic(run, tokenizer, progress))
@@ -323,7 +331,7 @@ def prepare_data(profile, run: RunDir, tokenizer=None, *, max_rows: int | None =
         summary["units"][corpus.name] = tokenize_audio_corpus(
             dataset, run.folder("units", corpus.name), tokenizer, kind=corpus.kind, id_column=corpus.id_column,
             keep_columns=corpus.keep_columns, audio_column=corpus.audio_column, name=f"{corpus.name} ({corpus.dataset})",
-            max_auto_bleu=corpus.max_auto_bleu, progress=progress)
+            max_auto_bleu=corpus.max_auto_bleu, progress=progress, replace_stale=True)
     return summary
 
 

@@ -144,18 +144,29 @@ def _write_shard(path: Path, rows: list[dict], extra_columns: Sequence[str]) -> 
     os.replace(tmp, path)  # a shard exists whole or not at all
 
 
-def _check_info(out_dir: Path, tokenizer: SpeechTokenizer) -> None:
+def _check_info(out_dir: Path, tokenizer: SpeechTokenizer, made_from: str | None, replace_stale: bool) -> None:
+    """Units from another speech tokenizer (or, where `made_from` is given, from other audio) are
+    never mixed with new ones: refused, or with `replace_stale` removed first, saying so."""
     info = {"tokenizer": tokenizer.fingerprint(), "n_units": tokenizer.n_units,
             "frame_rate": tokenizer.frame_rate, "dedup": tokenizer.dedup}
+    if made_from is not None:
+        info["made_from"] = made_from
     path = out_dir / INFO_NAME
     if path.exists():
         old = json.loads(path.read_text())
-        if old.get("tokenizer") != info["tokenizer"]:
+        stale = [f"{key} {old.get(key)} -> {info[key]}" for key in ("tokenizer", "made_from")
+                 if key in info and old.get(key) != info[key]]
+        if not stale:
+            return
+        if not replace_stale:
             raise ValueError(
-                f"{out_dir} holds units from another speech tokenizer ({old.get('tokenizer')}, this one is"
-                f" {info['tokenizer']}); write to a new folder or delete the old shards"
+                f"{out_dir} holds units from another speech tokenizer or other audio ({'; '.join(stale)});"
+                " write to a new folder or delete the old shards"
             )
-        return
+        print(f"{out_dir}: made from another speech tokenizer or other audio ({'; '.join(stale)});"
+              " tokenizing again", flush=True)
+        for old_file in [*out_dir.glob("shard-*.parquet"), out_dir / "bad_audio.json", path]:
+            old_file.unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(info, indent=2) + "\n")
 
@@ -250,8 +261,14 @@ def tokenize_corpus(
     max_items: int | None = None,
     decode_threads: int | None = None,
     progress: bool = True,
+    made_from: str | None = None,
+    replace_stale: bool = False,
 ) -> dict:
     """Tokenize a folder of audio, a `datasets` dataset, or AudioItems into parquet shards.
+
+    An interrupted run resumes: utterances already in a shard are skipped. Shards made by another
+    speech tokenizer, or from other audio (`made_from`: a key of the source's content, for example
+    `slamlib.reuse.content_key`), are refused, or replaced when `replace_stale` is set.
 
     Audio is decoded in `decode_threads` background threads (default: one per CPU core, up to
     16), far enough ahead that the next window is decoded while the current one is tokenized.
@@ -259,7 +276,7 @@ def tokenize_corpus(
     Returns a summary: counts, audio seconds, units per second, speed, and the bad inputs
     (also written to `bad_audio.json`)."""
     out_dir = Path(out_dir)
-    _check_info(out_dir, tokenizer)
+    _check_info(out_dir, tokenizer, made_from, replace_stale)
     items, total_seconds, name = _source_items(source, audio_column=audio_column, id_column=id_column,
                                                keep_columns=keep_columns)
     already = done_ids(out_dir)

@@ -243,25 +243,27 @@ def build_speech_tokenizer(config, *, fit_audio: Iterable[np.ndarray] | None = N
     return fit_speech_tokenizer(config, fit_audio, device=device, seed=seed)
 
 
-def _same_settings(saved: dict, config) -> bool:
-    ignore = ("precision", "model")  # how it runs (applied on loading) and where the encoder is stored
-    wanted = {k: v for k, v in features_config_to_dict(config.features).items() if k not in ignore}
-    have = {k: v for k, v in saved["features"].items() if k not in ignore}
-    return (have == wanted and saved["n_units"] == config.n_units and saved["dedup"] == config.dedup
-            and saved.get("min_run", 1) == config.min_run)
-
-
 def load_or_build_speech_tokenizer(config, directory: str | os.PathLike, *,
                                    fit_audio: Iterable[np.ndarray] | None = None, device="auto",
-                                   seed: int = 0) -> SpeechTokenizer:
-    """The speech tokenizer saved in `directory` if it has the settings of `config`; otherwise
-    build it (fitting k-means when the config names none) and save it there. Re-running a
-    notebook therefore never refits, and units written earlier stay valid."""
+                                   seed: int = 0, fit_from: dict | None = None) -> SpeechTokenizer:
+    """The speech tokenizer saved in `directory` if it was made with the settings of `config` (and,
+    for a fitted k-means, the same seed and fitting audio, which `fit_from` describes: for example
+    the speech sample's settings); otherwise build it (fitting k-means when the config names none)
+    and save it there. Re-running a notebook therefore never refits, and units written earlier stay
+    valid; a changed setting is named in one line and the tokenizer is made again."""
+    from slamlib import reuse
+
     directory = Path(directory)
-    saved = directory / CONFIG_NAME
-    if saved.exists() and _same_settings(json.loads(saved.read_text()), config):
+    # how it runs (applied on loading) and where the encoder is stored do not change the units
+    made_with = reuse.settings(config, "tokenizer.", leave_out=("batch_seconds", "features.precision",
+                                                                "features.model"))
+    if not config.kmeans:
+        made_with.update({"seed": seed, **{f"fit on {k}": v for k, v in (fit_from or {}).items()}})
+    if (directory / CONFIG_NAME).exists() and reuse.matches(directory, made_with, what=str(directory),
+                                                            redo="building it again"):
         return SpeechTokenizer.load(directory, device=device, batch_seconds=config.batch_seconds,
                                     precision=getattr(config.features, "precision", None))
     tokenizer = build_speech_tokenizer(config, fit_audio=fit_audio, device=device, seed=seed)
     tokenizer.save(directory)
+    reuse.record(directory, made_with)
     return tokenizer

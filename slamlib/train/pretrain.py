@@ -2,6 +2,8 @@
 
 `pretrain` continues a saved speech LM (TWIST-initialised or random) on the units folders of a run,
 with the profile's training settings, and saves the result as a speech LM directory like its start.
+A finished run is reused, and an interrupted one resumed, only when its settings, start and data
+are the ones asked for (`slamlib.reuse`); otherwise it trains again from the start and says why.
 `compare_inits` trains several initial models for the same short run, for notebook 04's curves.
 
 Not here: the training loop (`slamlib.train.trainer`).
@@ -14,8 +16,9 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from slamlib import reuse
 from slamlib.model import load_speech_lm, save_speech_lm
-from slamlib.train.checkpoints import read_log
+from slamlib.train.checkpoints import LOG_NAME, read_log
 from slamlib.train.packing import unit_documents
 from slamlib.train.trainer import Trainer
 
@@ -42,8 +45,15 @@ def pretrain(model_dir: str | os.PathLike, folders: Sequence[str | os.PathLike],
     saved in out_dir, is a speech LM directory like its start. A finished run is not redone."""
     out = Path(out_dir)
     done = out / "train_summary.json"
-    if resume and done.exists() and (out / "config.json").exists():
-        return {**json.loads(done.read_text()), "already_done": True}
+    made_with = {**reuse.settings(cfg, "train.", leave_out=reuse.TRAIN_NOT_IN_RESULT), "seed": seed,
+                 "budget": budget, "tokens": tokens, "max_steps": max_steps, "start": reuse.content_key(model_dir),
+                 **{f"data {'/'.join(Path(f).parts[-2:])}": reuse.content_key(f) for f in folders}}
+    if resume and reuse.matches(out, made_with, what=str(out), redo="training again from the start"):
+        if done.exists() and (out / "config.json").exists():
+            return {**json.loads(done.read_text()), "already_done": True}
+    else:  # a stale run's checkpoints must not be resumed, nor its log continued
+        reuse.forget(out, done.name, "checkpoints", LOG_NAME)
+    reuse.record(out, made_with)
     model, speech_tokenizer = load_speech_lm(model_dir, device="cpu")
     docs = unit_documents(folders)
     train_docs, valid_docs = docs.split(cfg.valid_fraction, seed=seed)
