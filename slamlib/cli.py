@@ -465,24 +465,30 @@ def cmd_results(args) -> dict:
             raise ValueError("results add needs a run folder: python -m slamlib results add runs/tiny")
         rec = results.add(args.run_dir, args.label, args.file)
         return {"added": rec["label"], "file": str(args.file), "runs": len(results.load(args.file))}
-    current = results.update_readme(args.readme, args.file, check=args.check)
-    if args.check and not current:
-        raise ValueError(f"{args.readme}'s results tables differ from {args.file}: "
+    if args.action == "suite":
+        if args.seconds is None:
+            raise ValueError("results suite needs --seconds: how long .ci/run took from a fresh clone")
+        return {"suite": results.add_suite(args.seconds, args.file), "file": str(args.file)}
+    stale = results.update_docs([args.readme] if args.readme else None, args.file, check=args.check)
+    if args.check and stale:
+        raise ValueError(f"{', '.join(map(str, stale))}: results tables or quoted numbers differ from {args.file}: "
                          "run python -m slamlib results readme")
-    return {"readme": str(args.readme), "file": str(args.file), "current" if args.check else "written": True}
+    return {"file": str(args.file), "stale" if args.check else "written": [str(d) for d in stale]}
 
 
 def _results_parser(sub) -> None:
-    from slamlib.results import README, RESULTS_FILE
+    from slamlib.results import RESULTS_FILE
 
     p = sub.add_parser("results", help="the committed results file (results/tiny.json) and README's tables from it")
-    p.add_argument("action", choices=("add", "readme"),
-                   help="add: a finished run's numbers to the file; readme: rewrite README's tables from the file")
+    p.add_argument("action", choices=("add", "readme", "suite"),
+                   help="add: a finished run's numbers to the file; readme: rewrite the tables and quoted numbers "
+                        "of README and docs/ from the file; suite: record the test suite's time (--seconds)")
     p.add_argument("run_dir", nargs="?", help="add: the run folder (with metrics.json)")
     p.add_argument("--label", help="add: the row's name (default 'seed N', with the init when random)")
     p.add_argument("--file", type=Path, default=RESULTS_FILE)
-    p.add_argument("--readme", type=Path, default=README)
-    p.add_argument("--check", action="store_true", help="readme: exit non-zero if README is not current")
+    p.add_argument("--seconds", type=float, help="suite: how long .ci/run took from a fresh clone")
+    p.add_argument("--readme", type=Path, help="readme: only this file (default: README.md and docs/*.md)")
+    p.add_argument("--check", action="store_true", help="readme: exit non-zero if a file is not current")
     p.set_defaults(func=cmd_results)
 
 

@@ -7,8 +7,9 @@ numbers of its metrics.json). README's results tables sit between markers
     python -m slamlib results add runs/tiny-seed1              # a finished run's metrics.json
     python -m slamlib results readme                           # README's tables from the file
     python -m slamlib results readme --check                   # exit 1 if README is out of date
+    python -m slamlib results suite --seconds 1003             # how long .ci/run took from a fresh clone
 
-Nothing in the tables is typed by hand, so they cannot drift from the runs they report.
+Nothing in the tables or quoted numbers is typed by hand, so they cannot drift from the runs they report.
 """
 
 from __future__ import annotations
@@ -72,25 +73,48 @@ def record(run_dir: str | os.PathLike, label: str | None = None) -> dict:
     }
 
 
-def load(path: str | os.PathLike = RESULTS_FILE) -> list[dict]:
+def _load_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.exists():
-        return []
+        return {"runs": []}
     try:
-        return json.loads(path.read_text())["runs"]
+        data = json.loads(path.read_text())
+        data["runs"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{path} is not a results file (a JSON object with a 'runs' list): {err}") from None
+    return data
+
+
+def load(path: str | os.PathLike = RESULTS_FILE) -> list[dict]:
+    """The tutorial runs' records."""
+    return _load_file(path)["runs"]
+
+
+def _save(data: dict, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(data, indent=1) + "\n")
+    partial.replace(path)
 
 
 def add(run_dir: str | os.PathLike, label: str | None = None, path: str | os.PathLike = RESULTS_FILE) -> dict:
     """Add (or replace, by label) a run's record in the results file; returns the record."""
     new = record(run_dir, label)
-    runs = [r for r in load(path) if r["label"] != new["label"]] + [new]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
-    partial.replace(path)
+    data = _load_file(path)
+    data["runs"] = [r for r in data["runs"] if r["label"] != new["label"]] + [new]
+    _save(data, path)
+    return new
+
+
+def add_suite(seconds: float, path: str | os.PathLike = RESULTS_FILE) -> dict:
+    """Record how long `.ci/run` took from a fresh clone (install, tutorial and tests), on this machine."""
+    if not seconds > 0:
+        raise ValueError(f"the suite's time must be a positive number of seconds, not {seconds!r}")
+    new = {"seconds": round(float(seconds)), "machine": machine(), "commit": _commit()}
+    data = _load_file(path)
+    data["suite"] = new
+    _save(data, path)
     return new
 
 
@@ -172,27 +196,130 @@ def tables(runs: list[dict]) -> dict[str, str]:
     return out
 
 
-def render(readme_text: str, runs: list[dict]) -> str:
-    """README with every marked table replaced by the one made from the records."""
-    made = tables(runs)
+_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
+def _span(values: list[float], sep: str = "–", digits: int = 0) -> str:
+    low, high = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+    return low if low == high else f"{low}{sep}{high}"
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def facts(runs: list[dict], suite: dict | None = None) -> dict[str, str]:
+    """The numbers README's prose quotes, by name, made from the records; each sits between
+    `<!-- r:NAME -->` and `<!-- /r -->`. Settings are quoted the same way from the profiles
+    (`<!-- r:tiny.train.max_steps -->`) and the paper's numbers from its model card (`paper.*`)."""
+    twist = [r for r in runs if r["init"] == "twist"]
+    by_seed = list({r["seed"]: r for r in reversed(twist)}.values())[::-1]  # the first run of each seed
+    out: dict[str, str] = {}
+    if suite:
+        out["suite.minutes"] = f"{suite['seconds'] / 60:.1f}"
+        out["suite.machine"] = suite["machine"]
+    if by_seed:
+        first = twist[0]
+        pairs = first["preference_heldout"]
+        out["seed0.pairs"] = _arrow(pairs["before_dpo"], pairs["after_dpo"])
+        out["seeds"] = _WORDS.get(len(by_seed), str(len(by_seed)))
+        out["minutes"] = _span([r["total_seconds"] / 60 for r in twist], " to ", 1)
+        speeds = [r["tokens_per_second"] for r in twist if r.get("tokens_per_second")]
+        out["tokens_per_second"] = " to ".join(f"{round(v, -2):,.0f}" for v in (min(speeds), max(speeds)))
+        out["interval95"] = f"{_mean([v for r in by_seed for v in r['intervals95'].values()]):.1f}"
+        out["grammar"] = _span([r["benchmarks_before_dpo"]["sblimp"] for r in by_seed])
+        out["stories"] = _span([r["benchmarks_before_dpo"][k] for r in by_seed for k in ("ssc", "tsc")])
+        gains = [r["dpo_change"]["preference_heldout"]["change"] for r in by_seed if "preference_heldout" in r["dpo_change"]]
+        out["dpo.pairs"] = _span(gains)
+        story = [r["dpo_change"][k]["change"] for r in by_seed for k in ("ssc", "tsc") if k in r["dpo_change"]]
+        out["dpo.stories"] = (f"fall by {_span([-c for c in story], ' to ', 1)} points" if max(story) < 0 else
+                              f"rise by {_span(story, ' to ', 1)} points" if min(story) > 0 else
+                              f"move by {min(story):+.1f} to {max(story):+.1f} points")
+        for k in ("ssc", "tsc", "sblimp"):
+            out[f"dpo.{k}.mean"] = f"{_mean([r['dpo_change'][k]['change'] for r in by_seed]):+.1f}"
+    random = {r["seed"]: r for r in runs if r["init"] == "random"}
+    both = [(r, random[r["seed"]]) for r in by_seed if r["seed"] in random]
+    if both:
+        out["init.seeds"] = _WORDS.get(len(both), str(len(both)))
+        for k in ("sblimp", "ssc", "tsc"):
+            tw, rn = (_mean([pair[i]["benchmarks_before_dpo"][k] for pair in both]) for i in (0, 1))
+            out[f"init.{k}"] = f"{tw:.1f} for TWIST against {rn:.1f} for random"
+    return out
+
+
+def _setting(name: str) -> str | None:
+    """`tiny.train.lr` -> "5e-3": a profile's setting as README quotes it; `paper.ssc` and
+    `paper.dpo.ssc` -> the model card's Slam without and with DPO."""
+    from slamlib.profiles import PROFILES
+    from slamlib.report import PAPER_ROWS
+
+    head, _, rest = name.partition(".")
+    if head == "paper":
+        row = PAPER_ROWS[1] if rest.startswith("dpo.") else PAPER_ROWS[0]
+        value = row.get(rest.removeprefix("dpo."))
+        return None if value is None else f"{value:.1f}"
+    if head not in PROFILES:
+        return None
+    value = PROFILES[head]
+    for part in rest.split("."):
+        value = getattr(value, part, None)
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value < 0.01:
+            mantissa, exponent = f"{value:.1e}".split("e")
+            return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+        return f"{value:g}"
+    return str(value)
+
+
+def render(readme_text: str, runs: list[dict], where: str = "README", suite: dict | None = None) -> str:
+    """README (or a doc) with every marked table and number replaced by the one made from the
+    records and settings."""
+    made, quoted = tables(runs), facts(runs, suite)
 
     def replace(match: re.Match) -> str:
         name = match.group(1)
         if name not in made:
-            raise ValueError(f"README has a results marker {name!r}; the tables are {sorted(made)}")
+            raise ValueError(f"{where} has a results marker {name!r}; the tables are {sorted(made)}")
         return f"<!-- results:{name} -->\n{made[name]}\n<!-- /results:{name} -->"
 
-    return re.sub(r"<!-- results:(\w+) -->.*?<!-- /results:\1 -->", replace, readme_text, flags=re.S)
+    def number(match: re.Match) -> str:
+        name = match.group(1)
+        value = quoted.get(name) or _setting(name)
+        if value is None:
+            raise ValueError(f"{where} quotes {name!r}, which is neither a result ({sorted(quoted)}) "
+                             "nor a profile's setting (tiny.train.lr) nor the paper's (paper.ssc, paper.dpo.ssc)")
+        return f"<!-- r:{name} -->{value}<!-- /r -->"
+
+    text = re.sub(r"<!-- results:(\w+) -->.*?<!-- /results:\1 -->", replace, readme_text, flags=re.S)
+    return re.sub(r"<!-- r:([\w.]+) -->(.*?)<!-- /r -->", number, text, flags=re.S)
 
 
 def update_readme(readme: str | os.PathLike = README, path: str | os.PathLike = RESULTS_FILE,
                   check: bool = False) -> bool:
-    """Rewrite README's tables from the results file; with `check`, only say whether they are current."""
+    """Rewrite README's tables and quoted numbers from the results file; with `check`, only say
+    whether they are current."""
     readme = Path(readme)
     text = readme.read_text()
-    new = render(text, load(path))
+    data = _load_file(path)
+    new = render(text, data["runs"], where=str(readme), suite=data.get("suite"))
     if check:
         return new == text
     if new != text:
         readme.write_text(new)
     return True
+
+
+def update_docs(docs: list[str | os.PathLike] | None = None, path: str | os.PathLike = RESULTS_FILE,
+                check: bool = False) -> list[Path]:
+    """README and every page of docs/ with their quoted numbers made again; returns the files that
+    were (with `check`: that would be) changed."""
+    docs = [Path(d) for d in docs] if docs is not None else [README, *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    stale = [doc for doc in docs if not update_readme(doc, path, check=True)]
+    if not check:
+        for doc in stale:
+            update_readme(doc, path)
+    return stale

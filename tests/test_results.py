@@ -70,9 +70,31 @@ def test_readme_tables_are_rewritten_and_checked(tmp_path, capsys):
     main(["results", "readme", "--check", "--file", str(file), "--readme", str(readme)])
 
 
-def test_the_committed_readme_matches_the_committed_results():
+def test_prose_quotes_numbers_from_the_records_settings_and_paper(tmp_path):
+    runs = [results.record(fake_run(tmp_path / "a", 0, ssc=(60.0, 57.5), change=-2.5)),
+            results.record(fake_run(tmp_path / "b", 1, ssc=(64.0, 63.0), change=-1.0)),
+            results.record(fake_run(tmp_path / "c", 1, init="random", ssc=(66.0, 66.0)))]
+    quoted = results.facts(runs)
+    assert quoted["seeds"] == "two" and quoted["seed0.pairs"] == "55.0 → 90.0" and quoted["dpo.pairs"] == "35"
+    # sSC -2.5 and -1.0, tSC +1.0 on both seeds: the story tests move both ways
+    assert quoted["dpo.stories"] == "move by -2.5 to +1.0 points" and quoted["dpo.ssc.mean"] == "-1.8"
+    assert quoted["stories"] == "60–70" and quoted["grammar"] == "75" and quoted["interval95"] == "2.8"
+    assert quoted["init.ssc"] == "64.0 for TWIST against 66.0 for random" and quoted["init.seeds"] == "one"
+    text = ("lr <!-- r:tiny.train.lr -->?<!-- /r -->, <!-- r:tiny.train.max_steps -->?<!-- /r --> steps, "
+            "paper <!-- r:paper.ssc -->?<!-- /r --> to <!-- r:paper.dpo.ssc -->?<!-- /r -->, "
+            "pairs <!-- r:seed0.pairs -->?<!-- /r -->")
+    assert results.render(text, runs) == ("lr <!-- r:tiny.train.lr -->5e-3<!-- /r -->, "
+                                           "<!-- r:tiny.train.max_steps -->1,000<!-- /r --> steps, paper "
+                                           "<!-- r:paper.ssc -->55.6<!-- /r --> to <!-- r:paper.dpo.ssc -->58.0<!-- /r -->, "
+                                           "pairs <!-- r:seed0.pairs -->55.0 → 90.0<!-- /r -->")
+    with pytest.raises(ValueError, match="quotes 'tiny.train.nothing'"):
+        results.render("<!-- r:tiny.train.nothing -->1<!-- /r -->", runs)
+
+
+def test_the_committed_readme_and_docs_match_the_committed_results():
     assert results.load(), "results/tiny.json holds the runs README reports"
-    assert results.update_readme(check=True), "README's tables differ from results/tiny.json: python -m slamlib results readme"
+    stale = results.update_docs(check=True)
+    assert not stale, f"{stale} differ from results/tiny.json: python -m slamlib results readme"
 
 
 def test_bad_input_is_named(tmp_path):
