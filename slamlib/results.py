@@ -139,10 +139,17 @@ def _mean_interval(values: list[float]) -> str:
     return f"{mean:+.1f} ± {t95.get(n, 2.0) * sd / math.sqrt(n):.1f}"
 
 
-def tables(runs: list[dict]) -> dict[str, str]:
-    """README's tables (markdown) from the records, by marker name."""
+def tables(runs: list[dict], candidates: dict | None = None) -> dict[str, str]:
+    """README's tables (markdown) from the records, by marker name (`candidates`: the DPO settings
+    tried on the validation world, for docs/tiny-world.md)."""
     twist = [r for r in runs if r["init"] == "twist"]
     out = {}
+    if candidates:
+        names = ["ssc", "tsc", "sblimp", "preference_heldout"]
+        lines = ["| DPO setting | " + " | ".join(BENCHMARK_NAMES[n] for n in names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines += [f"| {c['setting']} | " + " | ".join(_change(c["dpo_change"].get(n)) for n in names) + " |"
+                  for c in candidates["candidates"]]
+        out["dpo_candidates"] = "\n".join(lines)
     lines = ["| run | sBLIMP-style | sStoryCloze-style | tStoryCloze-style | held-out pairs | minutes | tokens/s | machine |",
              "|---|---|---|---|---|---|---|---|"]
     for r in twist:
@@ -268,17 +275,18 @@ def _setting(name: str) -> str | None:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if value < 0.01:
+        if 0 < abs(value) < 0.01:
             mantissa, exponent = f"{value:.1e}".split("e")
             return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
         return f"{value:g}"
     return str(value)
 
 
-def render(readme_text: str, runs: list[dict], where: str = "README", suite: dict | None = None) -> str:
+def render(readme_text: str, runs: list[dict], where: str = "README", suite: dict | None = None,
+           candidates: dict | None = None) -> str:
     """README (or a doc) with every marked table and number replaced by the one made from the
     records and settings."""
-    made, quoted = tables(runs), facts(runs, suite)
+    made, quoted = tables(runs, candidates), facts(runs, suite)
 
     def replace(match: re.Match) -> str:
         name = match.group(1)
@@ -305,7 +313,7 @@ def update_readme(readme: str | os.PathLike = README, path: str | os.PathLike = 
     readme = Path(readme)
     text = readme.read_text()
     data = _load_file(path)
-    new = render(text, data["runs"], where=str(readme), suite=data.get("suite"))
+    new = render(text, data["runs"], where=str(readme), suite=data.get("suite"), candidates=data.get("dpo_candidates"))
     if check:
         return new == text
     if new != text:
