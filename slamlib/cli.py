@@ -482,12 +482,12 @@ def _results_parser(sub) -> None:
     p = sub.add_parser("results", help="the committed results file (results/tiny.json) and README's tables from it")
     p.add_argument("action", choices=("add", "readme", "suite"),
                    help="add: a finished run's numbers to the file; readme: rewrite the tables and quoted numbers "
-                        "of README and docs/ from the file; suite: record the test suite's time (--seconds)")
+                        "of README, docs/ and the notebooks from the file; suite: record the test suite's time (--seconds)")
     p.add_argument("run_dir", nargs="?", help="add: the run folder (with metrics.json)")
     p.add_argument("--label", help="add: the row's name (default 'seed N', with the init when random)")
     p.add_argument("--file", type=Path, default=RESULTS_FILE)
     p.add_argument("--seconds", type=float, help="suite: how long .ci/run took from a fresh clone")
-    p.add_argument("--readme", type=Path, help="readme: only this file (default: README.md and docs/*.md)")
+    p.add_argument("--readme", type=Path, help="readme: only this file (default: README.md, docs/*.md, notebooks/*.ipynb)")
     p.add_argument("--check", action="store_true", help="readme: exit non-zero if a file is not current")
     p.set_defaults(func=cmd_results)
 

@@ -323,9 +323,10 @@ def update_readme(readme: str | os.PathLike = README, path: str | os.PathLike = 
 
 def update_docs(docs: list[str | os.PathLike] | None = None, path: str | os.PathLike = RESULTS_FILE,
                 check: bool = False) -> list[Path]:
-    """README and every page of docs/ with their quoted numbers made again; returns the files that
-    were (with `check`: that would be) changed."""
-    docs = [Path(d) for d in docs] if docs is not None else [README, *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    """README, every page of docs/ and the notebooks' text with their quoted numbers made again;
+    returns the files that were (with `check`: that would be) changed."""
+    docs = [Path(d) for d in docs] if docs is not None else [
+        README, *sorted((REPO_ROOT / "docs").glob("*.md")), *sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))]
     stale = [doc for doc in docs if not update_readme(doc, path, check=True)]
     if not check:
         for doc in stale:

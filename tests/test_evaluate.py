@@ -254,7 +254,7 @@ def test_results_table_sits_beside_the_paper():
 
 def test_evaluate_model_keeps_scores_by_model_and_data(model, speech_tokenizer, pair_folder, tmp_path, monkeypatch):
     """A second evaluation of the same model folder on the same files reads RUN/scores/ (notebook 06
-    after notebook 05); new weights or a rewritten file are scored again."""
+    after notebook 05); new weights, a rewritten file or another `eval.score` are scored again."""
     import dataclasses
 
     from slamlib import evaluate
@@ -278,6 +278,10 @@ def test_evaluate_model_keeps_scores_by_model_and_data(model, speech_tokenizer, 
     write_audio(pair_folder / "wavs" / "p1_neg.wav", wav[: len(wav) // 2])  # a rewritten file
     evaluate.evaluate_model(folder, profile, tmp_path / "run")
     assert len(calls) == 3
+    by_sum = dataclasses.replace(profile, eval=dataclasses.replace(profile.eval, score="sum"))
+    evaluate.evaluate_model(folder, by_sum, tmp_path / "run")  # another scoring setting: scored again
+    evaluate.evaluate_model(folder, profile, tmp_path / "run")  # and the mean's scores are still there
+    assert len(calls) == 4
 
 
 def test_changes_pair_the_same_pairs_before_and_after():

@@ -127,6 +127,26 @@ def test_notebook_06_evaluation(tiny_run):
 
 
 @pytest.mark.slow
+def test_run_set_reaches_notebook_06_over_its_parameter_default(tiny_run, tmp_path):
+    """`python -m slamlib run --set eval.score=sum` scores by the sum in notebook 06, whose SCORE
+    parameter is left at None: profile < --set < a parameter given explicitly."""
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("speech_tokenizer", "models", "benchmarks", "units"):  # notebook 06's inputs, not its outputs
+        (run / name).symlink_to(tiny_run.root / name)
+    overrides = {"eval.score": "sum", "eval.n_generations": "1", "eval.benchmarks": '[["sblimp", "benchmarks/sblimp"]]'}
+    run_tutorial("tiny", run, notebooks=("06_evaluation.ipynb",), overrides=overrides)
+    m = json.loads((run / "metrics" / "06_evaluation.json").read_text())
+    assert m["score"] == "sum" and set(m["results"]["DPO"]["benchmarks"]) == {"sblimp"}
+    by_mean = tiny_run.metrics("06_evaluation")["results"]
+    assert [m["results"][k]["benchmarks"]["sblimp"]["correct"] != by_mean[k]["benchmarks"]["sblimp"]["correct"]
+            for k in ("pretrained", "DPO")] != [False, False]  # other scores: some verdict differs
+    assert_clean(run / "notebooks" / "06_evaluation.ipynb")
+
+
+@pytest.mark.slow
 def test_run_metrics_gather_the_headline_numbers(tiny_run):
     """What `slamlib run` writes after the six notebooks: metrics.json's fields and results.md."""
     from slamlib.pipeline import run_metrics
