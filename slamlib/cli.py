@@ -28,6 +28,8 @@ import json
 import sys
 from pathlib import Path
 
+from slamlib.checks import arg
+
 
 def _print_json(data: dict) -> None:
     print(json.dumps(data, default=str), flush=True)
@@ -38,7 +40,8 @@ def _profile(args, flags: dict[str, str] | None = None):
     the same order as a notebook's profile < OVERRIDES < parameters."""
     from slamlib.profiles import get_profile, parse_overrides
 
-    given = {key: getattr(args, flag) for key, flag in (flags or {}).items() if getattr(args, flag, None) is not None}
+    flags = {"tokenizer.trust_pickle": "trust_pickle", **(flags or {})}
+    given = {key: getattr(args, flag) for key, flag in flags.items() if getattr(args, flag, None) is not None}
     return get_profile(args.profile, {**parse_overrides(args.set), **given})
 
 
@@ -61,6 +64,13 @@ def _is_audio_folder(path: Path) -> bool:
 
 
 def cmd_tokenize(args) -> dict:
+    from slamlib.locks import folder_lock
+
+    with folder_lock(args.out, "slamlib tokenize"):  # before the speech tokenizer is fitted into it
+        return _tokenize(args)
+
+
+def _tokenize(args) -> dict:
     from slamlib import hub
     from slamlib.tokenization.corpus import dataset_items, folder_items, tokenize_corpus
     from slamlib.tokenization.speech_tokenizer import SpeechTokenizer, load_or_build_speech_tokenizer
@@ -97,6 +107,9 @@ def cmd_tokenize(args) -> dict:
     )
     for bad in summary["bad"]:
         print(f"skipped bad audio: {bad['source']}: {bad['reason']}", file=sys.stderr)
+    if names := [s["source"] for s in summary["skipped"]]:
+        print(f"not audio, so not tokenized ({len(names)} files, listed in {out / 'bad_audio.json'}): "
+              + ", ".join(names[:5]) + (", ..." if len(names) > 5 else ""), file=sys.stderr)
     return {"command": "tokenize", "profile": profile.name, "speech_tokenizer": str(args.tokenizer or saved),
             **summary}
 
@@ -106,10 +119,13 @@ def cmd_synth(args) -> dict:
     from slamlib.runs import RunDir
     from slamlib.tokenization.speech_tokenizer import SpeechTokenizer
 
+    from slamlib.locks import folder_lock
+
     profile = scaled(_profile(args), args.scale)
     run = RunDir(args.out)
     tokenizer = SpeechTokenizer.load(args.tokenizer, device=profile.device) if args.tokenizer else None
-    summary = prepare_data(profile, run, tokenizer, max_rows=args.max_rows, progress=not args.quiet)
+    with folder_lock(run.root, "slamlib synth"):
+        summary = prepare_data(profile, run, tokenizer, max_rows=args.max_rows, progress=not args.quiet)
     units = {name: {k: s[k] for k in ("tokenized", "already_done", "audio_seconds", "units", "units_per_second")}
              for name, s in summary["units"].items()}
     bad = {name: s["bad"] for name, s in summary["units"].items() if s["bad"]}
@@ -132,9 +148,14 @@ def cmd_init(args) -> dict:
     from slamlib.text_lm import prepare_initial_models
     from slamlib.tokenization.speech_tokenizer import SpeechTokenizer
 
+    from slamlib.locks import folder_lock
+
+    if not args.out:
+        raise ValueError("init needs --out RUN_DIR (or --dry-run)")
     run = RunDir(args.out)
     tokenizer = SpeechTokenizer.load(run.require("speech_tokenizer", "01_tokenization.ipynb"), device="cpu")
-    paths = prepare_initial_models(profile, run, tokenizer, inits=args.inits, progress=not args.quiet)
+    with folder_lock(run.root, "slamlib init"):
+        paths = prepare_initial_models(profile, run, tokenizer, inits=args.inits, progress=not args.quiet)
     counts = {name: model.count_parameters(model.load_speech_lm(path)[0]) for name, path in paths.items()}
     return {"command": "init", "profile": profile.name, "models": {k: str(v) for k, v in paths.items()},
             "parameters": counts}
@@ -171,7 +192,7 @@ def cmd_dpo(args) -> dict:
     train = run.require(f"units/{profile.dpo.corpus}", "03_synthetic_data.ipynb")
     heldout = run.root / "units" / profile.dpo.heldout if profile.dpo.heldout else None
     summary = train_dpo(start, train, profile.dpo, args.out, heldout_units=heldout if heldout and heldout.exists() else None,
-                        budget=args.budget, max_steps=args.max_steps, seed=profile.seed,
+                        budget=args.budget, max_steps=args.max_steps, seed=profile.seed, restart=args.restart,
                         device=args.device or (profile.device if profile.device != "auto" else None))
     return {"command": "dpo", "profile": profile.name, "out": str(args.out), **summary}
 
@@ -302,6 +323,9 @@ def _with_profile(p, default="tiny"):
     p.add_argument("--profile", default=default, help=f"tiny (offline, CPU) or slam (the paper's); default {default}")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a profile setting, e.g. tokenizer.n_units=100 (repeatable)")
+    p.add_argument("--trust-pickle", action="store_const", const="true", dest="trust_pickle",
+                   help="load a pickled k-means other than the official one without its SHA-256 "
+                        "(tokenizer.trust_pickle; a pickle runs the code it holds)")
     return p
 
 
@@ -324,8 +348,8 @@ def _tokenize_parser(sub) -> None:
     p.add_argument("--audio-column", default="audio")
     p.add_argument("--id-column", help="column with utterance ids (default: the audio path or row number)")
     p.add_argument("--keep-columns", nargs="*", default=[], help="extra columns to copy into the shards")
-    p.add_argument("--max-items", type=int)
-    p.add_argument("--shard-size", type=int, default=1000)
+    p.add_argument("--max-items", type=arg("count"), help="at most this many utterances")
+    p.add_argument("--shard-size", type=arg("count"), default=1000, help="utterances a shard")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the profile's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_tokenize)
@@ -335,8 +359,8 @@ def _synth_parser(sub) -> None:
     p = _with_profile(sub.add_parser("synth", help="the profile's training and test data, spoken and tokenized"))
     p.add_argument("--out", required=True, help="run folder (its speech_tokenizer/ is used when present)")
     p.add_argument("--tokenizer", help="a saved speech tokenizer directory")
-    p.add_argument("--scale", type=float, default=1.0, help="multiply every synthetic corpus size (quick looks)")
-    p.add_argument("--max-rows", type=int, help="at most this many rows of each hub corpus")
+    p.add_argument("--scale", type=arg("positive"), default=1.0, help="multiply every synthetic corpus size (quick looks)")
+    p.add_argument("--max-rows", type=arg("count"), help="at most this many rows of each hub corpus")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_synth)
 
@@ -355,10 +379,11 @@ def _train_parser(sub) -> None:
     p.add_argument("--data", required=True, help="a run folder (its units/ of the profile's corpora) or a units folder")
     p.add_argument("--out", required=True, help="output folder: checkpoints, train_log.jsonl, then the model")
     p.add_argument("--init", help="the speech LM to start from (default: DATA/models/init_<profile's init>)")
-    p.add_argument("--budget", help="wall-clock budget, e.g. 5m, 2h, 24h (default: the profile's)")
-    p.add_argument("--tokens", type=int, help="a token budget instead")
-    p.add_argument("--max-steps", type=int, help="an exact number of optimizer steps instead")
-    p.add_argument("--restart", action="store_true", help="ignore checkpoints in --out and start over")
+    p.add_argument("--budget", type=arg("budget"), help="wall-clock budget, e.g. 5m, 2h, 24h (default: the profile's)")
+    p.add_argument("--tokens", type=arg("count"), help="a token budget instead")
+    p.add_argument("--max-steps", type=arg("count"), help="an exact number of optimizer steps instead")
+    p.add_argument("--restart", action="store_true", help="train again from the start, replacing a run in --out "
+                   "(also one made with other settings, which is otherwise refused)")
     p.add_argument("--device", help="cpu to force the CPU (default: the profile's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -369,8 +394,9 @@ def _dpo_parser(sub) -> None:
     p.add_argument("--data", required=True, help="the run folder (its units/ of the preference pairs)")
     p.add_argument("--out", required=True, help="output folder: the DPO model, dpo_log.jsonl")
     p.add_argument("--model", help="the speech LM to start from (default: DATA/models/pretrained)")
-    p.add_argument("--budget", help="wall clock, e.g. 30m (default: the profile's)")
-    p.add_argument("--max-steps", type=int)
+    p.add_argument("--budget", type=arg("budget"), help="wall clock, e.g. 30m (default: the profile's)")
+    p.add_argument("--max-steps", type=arg("count"), help="an exact number of optimizer steps instead")
+    p.add_argument("--restart", action="store_true", help="train again from the start, replacing a run in --out")
     p.add_argument("--device", help="cpu to force the CPU")
     p.set_defaults(func=cmd_dpo)
 
@@ -401,12 +427,12 @@ def _generate_parser(sub) -> None:
     p.add_argument("--prompt", required=True, help="an audio file; its first --seconds are the prompt")
     p.add_argument("--out", required=True, help="where to write the prompt + continuation (vocoded)")
     # sampling: each flag defaults to the profile's eval.generation setting (after --set)
-    p.add_argument("--seconds", dest="prompt_seconds", type=float, help="prompt length (eval.generation.prompt_seconds)")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--max-new-tokens", type=int)
-    p.add_argument("--repetition-penalty", type=float)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seconds", dest="prompt_seconds", type=arg("positive"), help="prompt length (eval.generation.prompt_seconds)")
+    p.add_argument("--temperature", type=arg("positive"))
+    p.add_argument("--top-k", type=arg("count"))
+    p.add_argument("--max-new-tokens", type=arg("count"))
+    p.add_argument("--repetition-penalty", type=arg("positive"))
+    p.add_argument("--seed", type=arg("count0"), default=0)
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the profile's)")
     p.set_defaults(func=cmd_generate)
 
@@ -451,7 +477,7 @@ def _bench_parser(sub) -> None:
 def _run_parser(sub) -> None:
     p = _with_profile(sub.add_parser("run", help="run the tutorial notebooks in order with papermill"))
     p.add_argument("--out", help="run folder (default runs/PROFILE, or runs/PROFILE-seedN)")
-    p.add_argument("--seed", type=int, default=0, help="every notebook's SEED: data, models, order")
+    p.add_argument("--seed", type=arg("count0"), default=0, help="every notebook's SEED: data, models, order")
     p.add_argument("--init", choices=("twist", "random"), default="twist",
                    help="the model notebook 04 pretrains: TWIST (default) or random initialisation, the paper's ablation")
     p.set_defaults(func=cmd_run)
@@ -501,6 +527,7 @@ def _figures_parser(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m slamlib", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error, not one line")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_profile_parser, _tokenize_parser, _synth_parser, _init_parser, _train_parser, _dpo_parser,
                 _eval_parser, _generate_parser, _export_parser, _bench_parser, _run_parser, _results_parser, _figures_parser):  # --help's order
@@ -508,21 +535,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# what to do about an operating-system error, by its errno name
+OS_HINTS = {"EACCES": "check its permissions, or write somewhere else", "EPERM": "check its permissions, or write "
+            "somewhere else", "ENOSPC": "the disk is full: free some space, or write to another disk",
+            "EDQUOT": "the disk quota is used up: free some space, or write to another disk",
+            "EROFS": "it is on a read-only file system: write somewhere else",
+            "EEXIST": "it is in the way: move it, or choose another path", "ENOENT": "check the path"}
+
+
+def explain(err: BaseException) -> str | None:
+    """One line for an error the user can act on (a bad value, a missing or damaged file, a full
+    disk, a folder in use); None for anything else, which is a bug and keeps its traceback."""
+    import errno
+
+    from slamlib.hub import AssetUnavailableError
+    from slamlib.locks import FolderInUse
+    from slamlib.pipeline import NotebookFailed
+    from slamlib.runs import MissingStepError
+
+    kind = type(err).__module__.split(".")[0]
+    if kind in ("pyarrow", "safetensors"):
+        what = "parquet" if kind == "pyarrow" else "safetensors"
+        return f"a damaged or unreadable {what} file: {err}; delete it and run the step that writes it again"
+    if isinstance(err, (AssetUnavailableError, NotebookFailed, MissingStepError, FolderInUse, ValueError)):
+        return str(err)
+    if isinstance(err, OSError) and err.errno is None:  # raised by slamlib, with its own message
+        return str(err)
+    if isinstance(err, OSError):
+        name = errno.errorcode.get(err.errno, "")
+        where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f) or "(no path given)"
+        return f"{where}: {err.strerror or name}" + (f"; {OS_HINTS[name]}" if name in OS_HINTS else "")
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
     except Exception as err:
-        from slamlib.hub import AssetUnavailableError
-        from slamlib.pipeline import NotebookFailed
-        from slamlib.runs import MissingStepError
-
-        if isinstance(err, (AssetUnavailableError, NotebookFailed, MissingStepError, FileNotFoundError, FileExistsError,
-                            ValueError)):
-            print(f"error: {err}", file=sys.stderr)
-            _print_json({"command": args.command, "error": str(err)})
-            raise SystemExit(1) from None
-        raise
+        line = None if args.debug else explain(err)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        _print_json({"command": args.command, "error": line})
+        raise SystemExit(1) from None
     _print_json(result)
 
 

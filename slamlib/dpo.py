@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from slamlib import reuse
+from slamlib.checks import check, check_settings
+from slamlib.locks import folder_lock
 from slamlib.tokenization.units import UnitTokenizer
 
 CHECKED_PAIRS = 8
@@ -152,21 +154,33 @@ def dpo_trainer(model, speech_tokenizer, rows: list[dict], cfg, out_dir: str | o
 def train_dpo(model_dir: str | os.PathLike, train_units: str | os.PathLike, cfg, out_dir: str | os.PathLike, *,
               heldout_units: str | os.PathLike | None = None, budget: str | float | None = None,
               max_steps: int | None = None, seed: int = 0, callbacks=(), device: str | None = None,
-              progress: bool = True) -> dict:
+              progress: bool = True, restart: bool = False, on_change: str = "refuse") -> dict:
     """DPO from a saved speech LM; the result is saved in out_dir as a speech LM directory (with
     its speech tokenizer) and `dpo_log.jsonl`. A finished run is reused only when its settings, start
-    and pairs are the ones asked for (`slamlib.reuse`)."""
+    and pairs are the ones asked for (`slamlib.reuse`); a run made otherwise is refused
+    (`SettingsChanged`, naming what differs) or, with `on_change="restart"`, replaced; `restart`
+    always trains again. Only one process writes `out_dir` at a time (`slamlib.locks`)."""
+    check_settings(cfg, "dpo.")
+    check("budget", budget, "budget"), check("max_steps", max_steps, "count")
+    with folder_lock(out_dir, "DPO"):
+        return _train_dpo(model_dir, train_units, cfg, Path(out_dir), heldout_units=heldout_units, budget=budget,
+                          max_steps=max_steps, seed=seed, callbacks=callbacks, device=device, progress=progress,
+                          restart=restart, on_change=on_change)
+
+
+def _train_dpo(model_dir, train_units, cfg, out: Path, *, heldout_units, budget, max_steps, seed, callbacks, device,
+               progress, restart, on_change) -> dict:
     from slamlib.model import load_speech_lm, save_speech_lm
     from slamlib.train.schedule import parse_duration
 
-    out = Path(out_dir)
     done = out / "dpo_summary.json"
     made_with = {**reuse.settings(cfg, "dpo.", leave_out=("log_every",)), "seed": seed, "budget": budget,
                  "max_steps": max_steps, "start": reuse.content_key(model_dir),
                  "data": reuse.content_key(train_units), "heldout": reuse.content_key(heldout_units)}
-    if done.exists() and (out / "config.json").exists() and reuse.matches(out, made_with, what=str(out),
-                                                                           redo="training again"):
-        return {**json.loads(done.read_text()), "already_done": True}
+    if not restart and reuse.reuse_or_refuse(out, made_with, what=str(out), on_change=on_change,
+                                             flag="--restart (restart=True in Python)"):
+        if done.exists() and (out / "config.json").exists():
+            return {**json.loads(done.read_text()), "already_done": True}
     reuse.forget(out, done.name, "dpo_log.jsonl")
     model, speech_tokenizer = load_speech_lm(model_dir, device="cpu")
     rows = preference_rows(train_units, speech_tokenizer.unit_tokenizer)

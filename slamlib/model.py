@@ -220,7 +220,13 @@ def load_speech_lm(ref: str | os.PathLike, *, device="cpu", dtype=torch.float32,
     from slamlib.tokenization.speech_tokenizer import SpeechTokenizer, build_speech_tokenizer
 
     path = Path(hub.resolve_model(str(ref), what="speech language model"))
-    model = load_causal_lm(path, dtype=dtype).to(device).eval()
+    try:
+        model = load_causal_lm(path, dtype=dtype).to(device).eval()
+    except Exception as err:  # a damaged weights file: the error itself names no path
+        if type(err).__module__.split(".")[0] != "safetensors":
+            raise
+        raise ValueError(f"{path}: its weights cannot be read ({err}); the file is damaged: write the model "
+                         "again (the step that made it, with --restart)") from err
     if speech_tokenizer is None:
         if (path / SPEECH_TOKENIZER_DIR / "speech_tokenizer.json").exists():
             speech_tokenizer = SpeechTokenizer.load(path / SPEECH_TOKENIZER_DIR, device=device)

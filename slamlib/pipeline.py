@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
+from slamlib.locks import folder_lock, owner_env
 from slamlib.runs import REPO_ROOT, RunDir
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -47,8 +48,9 @@ def _kernel_for_this_python(run: RunDir):
         "language": "python",
         # progress bars are for people watching, not for batch runs; no browser shows the widgets
         # either, so each explorer also renders its first selection as plain output (slamlib.explore)
+        # and the kernel works inside the run folder that this process holds (slamlib.locks)
         "env": {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-                "SLAMLIB_STATIC": "1"},
+                "SLAMLIB_STATIC": "1", **owner_env()},
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
     old = os.environ.get("JUPYTER_PATH")
@@ -98,7 +100,12 @@ def run_tutorial(profile: str, run_dir: str | os.PathLike, notebooks: Sequence[s
 
     `overrides` (dotted profile keys, as `--set` gives them) reach every notebook as its
     `OVERRIDES` parameter and are recorded in metrics.json."""
-    run = RunDir(run_dir)
+    with folder_lock(run_dir, f"slamlib run --profile {profile}"):
+        return _run_tutorial(profile, RunDir(run_dir), notebooks, parameters, overrides)
+
+
+def _run_tutorial(profile: str, run: RunDir, notebooks: Sequence[str], parameters: dict | None,
+                  overrides: dict[str, str] | None) -> dict:
     overrides = dict(overrides or {})
     seconds = {}
     for i, name in enumerate(notebooks, 1):
@@ -109,8 +116,11 @@ def run_tutorial(profile: str, run_dir: str | os.PathLike, notebooks: Sequence[s
         run_notebook(name, run.root, {k: v for k, v in given.items() if k in declared})
         seconds[name] = round(time.perf_counter() - start, 1)
         print(f"[{i}/{len(notebooks)}] {name} done in {seconds[name]} s", flush=True)
+    from slamlib.provenance import provenance
+
     metrics = run_metrics(run, profile, seconds, overrides)
     metrics["parameters"] = dict(parameters or {})
+    metrics["provenance"] = provenance(run.root)  # versions, machine, content hashes of what the run made
     results_md = metrics.pop("results_md", None)
     (run.root / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if results_md is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from slamlib.audio import SAMPLE_RATE
+from slamlib.checks import check_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data"
@@ -29,6 +30,7 @@ TWIST_KMEANS_500 = (
     "https://dl.fbaipublicfiles.com/textless_nlp/twist/speech_tokenizer/"
     "mhubert_base_25hz_cp_mls_cv_sp_fisher_L11_km500.bin"
 )
+OFFICIAL_KMEANS = (TWIST_KMEANS_500,)  # pickles loaded for their origin (over https); any other needs its SHA-256
 # The unit HiFi-GAN released beside it (textless CodeHiFiGAN, one LJ speaker, with a duration
 # predictor), which speaks those 500 units at 25 Hz.
 TWIST_SPEECH_TOKENIZER_URL = "https://dl.fbaipublicfiles.com/textless_nlp/twist/speech_tokenizer/"
@@ -116,6 +118,10 @@ class TokenizerConfig:
     features: LogMelConfig | HubertConfig
     n_units: int
     kmeans: str | None = None  # pretrained k-means (URL or path); None: fit on the profile's speech
+    # a pickled k-means (sklearn/joblib) is loaded only from the official URL, or when its SHA-256 is
+    # this, or with trust_pickle (loading a pickle runs the code it holds); our .npy centroids need neither
+    kmeans_sha256: str | None = None
+    trust_pickle: bool = False
     dedup: bool = True
     min_run: int = 1  # frames a unit must last to count (shorter flickers are dropped before dedup)
     fit_seconds: float = 900.0  # audio used to fit k-means when the profile fits one
@@ -536,7 +542,7 @@ def get_profile(name: str | Profile, overrides: Mapping[str, Any] | None = None)
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     for key, value in (overrides or {}).items():
         profile = _replace_path(profile, key.split("."), value, key)
-    return profile
+    return check_settings(profile)  # every count, rate and probability, before any work starts
 
 
 def _replace_path(obj, path: list[str], value, key: str):
@@ -589,19 +595,30 @@ def _coerce(value, current, key: str, hint: str = ""):
         try:
             return kind(value)
         except ValueError:
-            raise ValueError(f"{key}={value!r}: expected a {kind.__name__}") from None
+            raise ValueError(f"{key}={value!r}: expected a {'whole number' if kind is int else 'number'}") from None
     if isinstance(current, Voice) or (isinstance(current, tuple) and current and isinstance(current[0], Voice)):
         voices = tuple(_voice(v.strip(), key) for v in value.split(",") if v.strip())
         return voices[0] if isinstance(current, Voice) and len(voices) == 1 else voices
+    if isinstance(current, float):  # float() reads nan and inf too, which the checks then name
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{key}={value!r}: expected a number") from None
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError:
-        raise ValueError(f"{key}={value!r}: expected a {type(current).__name__}") from None
+        raise ValueError(f"{key}={value!r}: expected {_kind(current)}") from None
     if isinstance(current, tuple) and isinstance(parsed, list):  # JSON has lists; settings hold tuples
         return _tuples(parsed)
     if isinstance(current, bool) != isinstance(parsed, bool) or not isinstance(parsed, (type(current), int)):
-        raise ValueError(f"{key}={value!r}: expected a {type(current).__name__}")
+        raise ValueError(f"{key}={value!r}: expected {_kind(current)}")
     return type(current)(parsed)
+
+
+def _kind(current) -> str:
+    """The kind of value a setting holds, in words (for errors)."""
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "text",
+            tuple: "a list"}.get(type(current), f"a {type(current).__name__}")
 
 
 def _tuples(value):

@@ -89,19 +89,53 @@ def recorded(folder: str | os.PathLike) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+class SettingsChanged(ValueError):
+    """A long stage's folder holds a product made with other settings, and restarting was not asked for."""
+
+
+def _has_products(folder: Path) -> bool:
+    """Whether `folder` holds anything besides its record and hidden files (locks)."""
+    return folder.is_dir() and any(p.name != RECORD and not p.name.startswith(".") for p in folder.iterdir())
+
+
+def _changed(folder: Path, wanted: dict) -> str | None:
+    """What differs from `folder`'s record, in words; None when nothing does or nothing is there."""
+    old = recorded(folder)
+    if old == wanted:
+        return None
+    if old is not None:
+        changed = differences(old, wanted)
+        return "settings changed: " + "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
+    return "no record of the settings it was made with" if _has_products(folder) else None
+
+
 def matches(folder: str | os.PathLike, wanted: dict, *, what: str, redo: str) -> bool:
     """True when `folder`'s record holds exactly `wanted`. Otherwise, when the folder holds an
     earlier product, print one line saying what changed and what happens now (`redo`, e.g.
     "retraining"), and return False."""
-    old = recorded(folder)
-    if old == wanted:
+    if recorded(folder) == wanted:
         return True
-    if old is not None:
-        changed = differences(old, wanted)
-        shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
-        print(f"{what}: settings changed: {shown}; {redo}", flush=True)
-    elif Path(folder).is_dir() and any(Path(folder).iterdir()):
-        print(f"{what}: no record of the settings it was made with; {redo}", flush=True)
+    if (changed := _changed(Path(folder), wanted)) is not None:
+        print(f"{what}: {changed}; {redo}", flush=True)
+    return False
+
+
+def reuse_or_refuse(folder: str | os.PathLike, wanted: dict, *, what: str, on_change: str, flag: str) -> bool:
+    """For stages that take long (pretraining, DPO): True when `folder`'s record holds `wanted`
+    (reuse, or resume). When the folder holds a product made otherwise, `on_change="restart"`
+    says what changed and returns False (the caller starts again), and `on_change="refuse"`
+    raises `SettingsChanged`, which names the changes and `flag`, the way to start again."""
+    if on_change not in ("refuse", "restart"):
+        raise ValueError(f"on_change={on_change!r}: expected 'refuse' or 'restart'")
+    if recorded(folder) == wanted:
+        return True
+    changed = _changed(Path(folder), wanted)
+    if changed is None:
+        return False
+    if on_change == "refuse":
+        raise SettingsChanged(f"{what} holds a run made otherwise ({changed}); {flag} trains again from the start, "
+                              "replacing it, or write to another folder")
+    print(f"{what}: {changed}; training again from the start", flush=True)
     return False
 
 

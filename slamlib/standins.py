@@ -23,6 +23,7 @@ from the original code's layout), so that loading a stand-in through slamlib is 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import random
@@ -144,6 +145,7 @@ def slam_overrides(standins: StandIns, steps: int = 10) -> dict[str, str]:
         # assets
         "tokenizer.features.model": str(s.hubert),
         "tokenizer.kmeans": str(s.kmeans),
+        "tokenizer.kmeans_sha256": hashlib.sha256(s.kmeans.read_bytes()).hexdigest(),  # a pickle: pinned
         "speech_sample.source": str(s.librispeech),
         "model.base": str(s.text_lm),
         # the text LM's architecture, which the profile also carries for offline dry runs

@@ -24,12 +24,19 @@ def test_tokenize_folder_prints_json_summary_and_resumes(tmp_path, speech):
     for i, (_, _, wav) in enumerate(speech * 2):
         write_audio(tmp_path / "audio" / f"u{i}.flac", wav)
     (tmp_path / "audio" / "bad.wav").write_bytes(b"garbage")
+    (tmp_path / "audio" / "notes.txt").write_text("a transcript, not audio")
     out = tmp_path / "units"
     result, summary = slamlib_cli("tokenize", str(tmp_path / "audio"), "--out", str(out), "--quiet",
                                   "--set", "tokenizer.n_units=16")
     assert result.returncode == 0, result.stderr
     assert summary["command"] == "tokenize" and summary["tokenized"] == 8
     assert [b["id"] for b in summary["bad"]] == ["bad"] and "bad.wav" in result.stderr
+    notes = str(tmp_path / "audio" / "notes.txt")
+    assert summary["skipped"] == [{"source": notes, "reason": "not an audio file (.txt)"}]
+    assert f"not audio, so not tokenized (1 files, listed in {out / 'bad_audio.json'}): {notes}" in result.stderr
+    listed = json.loads((out / "bad_audio.json").read_text())
+    assert [(b["source"].rsplit("/", 1)[1], b.get("skipped", False)) for b in listed] == [("bad.wav", False),
+                                                                                           ("notes.txt", True)]
     assert (out / "speech_tokenizer" / "speech_tokenizer.json").exists()
     result, again = slamlib_cli("tokenize", str(tmp_path / "audio"), "--out", str(out), "--quiet",
                                 "--set", "tokenizer.n_units=16")
@@ -73,7 +80,7 @@ def test_hubert_speech_tokenizer_from_a_local_encoder(tiny_hubert_dir, tmp_path,
         "tokenize", str(tmp_path / "audio"), "--out", str(tmp_path / "units"), "--profile", "slam", "--quiet",
         "--device", "cpu", "--set", f"tokenizer.features.model={tiny_hubert_dir}",
         "--set", "tokenizer.features.layer=2", "--set", "tokenizer.n_units=8",
-        "--set", f"tokenizer.kmeans={tmp_path / 'km8.bin'}",
+        "--set", f"tokenizer.kmeans={tmp_path / 'km8.bin'}", "--trust-pickle",  # our own pickle: trusted
     )
     assert result.returncode == 0, result.stderr
     assert summary["tokenized"] == 4 and 15 < summary["units_per_second"] <= 25

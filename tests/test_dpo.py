@@ -16,6 +16,7 @@ from slamlib.dpo import (
     train_dpo,
 )
 from slamlib.model import init_speech_lm, load_speech_lm, save_speech_lm
+from slamlib.reuse import SettingsChanged
 from slamlib.profiles import ModelConfig, get_profile
 
 ARCH = tiny_arch(vocab_size=40, max_position_embeddings=512)
@@ -102,9 +103,16 @@ def test_dpo_trains_again_when_a_setting_changes(start, capsys):
     capsys.readouterr()
     assert train_dpo(start / "lm", start / "train", small_cfg(), out, max_steps=2, device="cpu")["already_done"]
     assert "settings changed" not in capsys.readouterr().out
-    changed = train_dpo(start / "lm", start / "train", small_cfg(beta=0.3), out, max_steps=2, device="cpu")
+    with pytest.raises(SettingsChanged, match=rf"{out} holds a run made otherwise \(settings changed: dpo.beta 0.1 -> "
+                                              r"0.3\); --restart \(restart=True in Python\) trains again"):
+        train_dpo(start / "lm", start / "train", small_cfg(beta=0.3), out, max_steps=2, device="cpu")
+    assert (out / "dpo_summary.json").exists()  # the old run is still there
+    changed = train_dpo(start / "lm", start / "train", small_cfg(beta=0.3), out, max_steps=2, device="cpu",
+                        on_change="restart")
     assert f"{out}: settings changed: dpo.beta 0.1 -> 0.3; training again" in capsys.readouterr().out
     assert not changed.get("already_done") and changed["beta"] == 0.3
+    again = train_dpo(start / "lm", start / "train", small_cfg(beta=0.3), out, max_steps=2, device="cpu", restart=True)
+    assert not again.get("already_done")  # --restart: trained again though nothing changed
 
 
 def test_the_likelihood_term_adds_the_chosen_nll(start):
@@ -113,7 +121,7 @@ def test_the_likelihood_term_adds_the_chosen_nll(start):
     first = {}
     for weight in (0.0, 0.5):
         out = start / f"out-sft-{weight}"
-        train_dpo(start / "lm", start / "train", small_cfg(sft_weight=weight, lr=0.0), out, max_steps=1, device="cpu")
+        train_dpo(start / "lm", start / "train", small_cfg(sft_weight=weight, lr=1e-9), out, max_steps=1, device="cpu")
         first[weight] = [r["loss"] for r in read_dpo_log(out) if "loss" in r][0]
     assert first[0.0] == pytest.approx(np.log(2), abs=1e-3)
     nll = (first[0.5] - first[0.0]) / 0.5

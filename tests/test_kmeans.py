@@ -71,11 +71,44 @@ def official_format(path, n_clusters=20, dim=12, seed=0):
 
 def test_official_format_loads_as_plain_centroids(tmp_path):
     sk = official_format(tmp_path / "km.bin")
-    km = load_sklearn_kmeans(str(tmp_path / "km.bin"))
+    km = load_sklearn_kmeans(str(tmp_path / "km.bin"), trust=True)
     assert torch.equal(km.centroids, torch.from_numpy(sk.cluster_centers_.astype(np.float32)))
     x = np.random.default_rng(1).normal(size=(300, 12)).astype(np.float32)
     assert km.assign(torch.from_numpy(x)).tolist() == sk.predict(x).tolist()
-    assert load_kmeans(str(tmp_path / "km.bin")).fingerprint() == km.fingerprint()
+    digest = hashlib.sha256((tmp_path / "km.bin").read_bytes()).hexdigest()
+    assert load_kmeans(str(tmp_path / "km.bin"), sha256=digest).fingerprint() == km.fingerprint()
+
+
+def test_a_pickle_is_loaded_only_when_vouched_for(tmp_path, monkeypatch):
+    """A pickle runs code when loaded: one that is not the official URL's loads only with its
+    SHA-256 pinned or with trust given, and a wrong SHA-256 is refused (also from the cache)."""
+    from slamlib.tokenization.kmeans import UntrustedPickle
+
+    official_format(tmp_path / "km.bin")
+    ran = tmp_path / "ran"
+
+    class Payload:  # what a malicious file could hold: code that runs on load
+        def __reduce__(self):
+            return (open, (str(ran), "w"))
+
+    joblib.dump(Payload(), tmp_path / "evil.bin")
+    digest = hashlib.sha256((tmp_path / "km.bin").read_bytes()).hexdigest()
+    for ref in ("km.bin", "evil.bin"):
+        with pytest.raises(UntrustedPickle, match=rf"{ref}: a pickled k-means runs whatever code .* its SHA-256 is "
+                                                  r"[0-9a-f]{64}\. If you trust it, pin it \(--set tokenizer.kmeans_sha256="):
+            load_kmeans(str(tmp_path / ref))
+    assert not ran.exists()  # refused before loading
+    with pytest.raises(UntrustedPickle, match=rf"evil.bin: its SHA-256 is [0-9a-f]{{64}}, not the {digest}"):
+        load_kmeans(str(tmp_path / "evil.bin"), sha256=digest)
+    assert not ran.exists()
+    cache = tmp_path / "cache"
+    load_sklearn_kmeans(str(tmp_path / "km.bin"), cache_dir=cache, sha256=digest)
+    with pytest.raises(UntrustedPickle):  # centroids in the cache do not vouch for the file
+        load_sklearn_kmeans(str(tmp_path / "km.bin"), cache_dir=cache)
+    from slamlib import profiles
+
+    monkeypatch.setattr(profiles, "OFFICIAL_KMEANS", (str(tmp_path / "km.bin"),))  # as if it were the official URL
+    assert load_kmeans(str(tmp_path / "km.bin")).n_units == 20
 
 
 def test_each_kmeans_file_gets_its_own_cache_entry(tmp_path):
@@ -85,24 +118,24 @@ def test_each_kmeans_file_gets_its_own_cache_entry(tmp_path):
     official_format(tmp_path / "a" / "km500.bin", seed=0)
     official_format(tmp_path / "b" / "km500.bin", seed=1)
     cache = tmp_path / "cache"
-    first = load_sklearn_kmeans(str(tmp_path / "a" / "km500.bin"), cache_dir=cache)
-    second = load_sklearn_kmeans(str(tmp_path / "b" / "km500.bin"), cache_dir=cache)
+    first = load_sklearn_kmeans(str(tmp_path / "a" / "km500.bin"), cache_dir=cache, trust=True)
+    second = load_sklearn_kmeans(str(tmp_path / "b" / "km500.bin"), cache_dir=cache, trust=True)
     assert not torch.equal(first.centroids, second.centroids)
     cached = sorted(p.name for p in cache.iterdir())
     digest = hashlib.sha256((tmp_path / "a" / "km500.bin").read_bytes()).hexdigest()[:16]
     assert len(cached) == 2 and f"km500-{digest}.npy" in cached
     # a second load comes from the cache and gives the same centroids
-    assert torch.equal(load_sklearn_kmeans(str(tmp_path / "a" / "km500.bin"), cache_dir=cache).centroids,
+    assert torch.equal(load_sklearn_kmeans(str(tmp_path / "a" / "km500.bin"), cache_dir=cache, trust=True).centroids,
                        first.centroids)
 
 
 def test_bad_kmeans_files(tmp_path):
     (tmp_path / "junk.bin").write_bytes(b"definitely not a pickle")
     with pytest.raises(ValueError, match="junk.bin: cannot be read"):
-        load_sklearn_kmeans(str(tmp_path / "junk.bin"))
+        load_sklearn_kmeans(str(tmp_path / "junk.bin"), trust=True)
     joblib.dump({"not": "kmeans"}, tmp_path / "dict.bin")
     with pytest.raises(ValueError, match="has no cluster_centers_"):
-        load_sklearn_kmeans(str(tmp_path / "dict.bin"))
+        load_sklearn_kmeans(str(tmp_path / "dict.bin"), trust=True)
     with pytest.raises(AssetUnavailableError, match="no such path"):
         load_sklearn_kmeans(str(tmp_path / "absent.bin"))
 

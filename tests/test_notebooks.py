@@ -3,6 +3,7 @@
 The notebooks are those of the session's one tutorial run (the `tiny_run` fixture, which the
 recipe test reads too): the run a new user makes, not a second, smaller one."""
 
+import json
 import math
 
 import nbformat
@@ -130,8 +131,6 @@ def test_notebook_06_evaluation(tiny_run):
 def test_run_set_reaches_notebook_06_over_its_parameter_default(tiny_run, tmp_path):
     """`python -m slamlib run --set eval.score=sum` scores by the sum in notebook 06, whose SCORE
     parameter is left at None: profile < --set < a parameter given explicitly."""
-    import json
-
     run = tmp_path / "run"
     run.mkdir()
     for name in ("speech_tokenizer", "models", "benchmarks", "units"):  # notebook 06's inputs, not its outputs
@@ -173,6 +172,24 @@ def test_run_metrics_gather_the_headline_numbers(tiny_run):
         assert (run_dir / m["models"][name] / "config.json").exists()  # absolute paths replace run_dir
     table = m["results_md"]
     assert table.startswith("# Results: tiny profile") and "| Slam, paper |" in table and "| total | 30.5 |" in table
+
+
+@pytest.mark.slow
+def test_metrics_json_says_what_made_the_run(tiny_run):
+    """Versions, machine and content hashes in the metrics.json that `slamlib run` wrote."""
+    import torch
+    import transformers
+
+    from slamlib.provenance import content_hash
+
+    made = json.loads((tiny_run.root / "metrics.json").read_text())["provenance"]
+    assert made["versions"]["torch"] == torch.__version__ and made["versions"]["transformers"] == transformers.__version__
+    assert made["machine"]["torch_threads"] >= 1 and made["machine"]["cpu"]
+    hashes = made["hashes"]
+    assert {"speech_tokenizer", "units/spoken_stories", "models/pretrained", "models/dpo"} <= set(hashes)
+    assert hashes["models/dpo"] == content_hash(tiny_run.root / "models" / "dpo",
+                                                ("config.json", "*.safetensors", "speech_tokenizer/*"))
+    assert hashes["models/dpo"] != hashes["models/pretrained"] and len(hashes["speech_tokenizer"]) == 12
 
 
 def test_a_notebook_says_which_notebook_to_run_first(tmp_path):

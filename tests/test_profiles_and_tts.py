@@ -36,7 +36,7 @@ def test_overrides_parse_against_the_setting_type():
 def test_override_errors_name_the_setting():
     with pytest.raises(ValueError, match="no setting 'tokenizer.units'"):
         get_profile("tiny", {"tokenizer.units": "3"})
-    with pytest.raises(ValueError, match="tokenizer.n_units='many': expected a int"):
+    with pytest.raises(ValueError, match="tokenizer.n_units='many': expected a whole number"):
         get_profile("tiny", {"tokenizer.n_units": "many"})
     with pytest.raises(ValueError, match="must look like key=value"):
         parse_overrides(["tokenizer.n_units"])
@@ -89,7 +89,7 @@ def test_command_line_strings_take_the_setting_type():
     assert p.eval.benchmarks == (("ssc", "/x"),) and p.train.corpora == ("a",)
     assert p.train.max_steps == 3 and p.train.budget is None and p.dpo.budget == "10m"
     hash(p)  # still hashable
-    with pytest.raises(ValueError, match="expected a int"):
+    with pytest.raises(ValueError, match="expected a whole number"):
         get_profile("slam", {"train.max_steps": "many"})
     with pytest.raises(ValueError, match="no setting 'data.hub.x'"):
         get_profile("slam", {"data.hub.x": "1"})
@@ -113,5 +113,5 @@ def test_hub_corpora_and_the_vocoder_are_settable():
         get_profile("slam", {"data.hub.librispeech.row": "8"})
     with pytest.raises(ValueError, match="name a field"):
         get_profile("slam", {"data.hub.librispeech": "8"})
-    with pytest.raises(ValueError, match="expected a int"):
+    with pytest.raises(ValueError, match="expected a whole number"):
         get_profile("slam", {"data.hub.spokenswag.rows": "all"})

@@ -8,12 +8,14 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from conftest import tiny_arch
 
 from slamlib import reuse
 from slamlib.data.speech_sample import prepare_speech_sample
 from slamlib.model import init_speech_lm, save_speech_lm
 from slamlib.profiles import ModelConfig, get_profile
+from slamlib.reuse import SettingsChanged
 from slamlib.runs import RunDir
 from slamlib.text_lm import prepare_initial_models, train_text_lm
 from slamlib.train.checkpoints import list_checkpoints, read_log
@@ -114,7 +116,14 @@ def test_pretraining_starts_again_when_a_setting_or_its_data_change(tmp_path, sp
     assert not first.get("already_done") and [c.name for c in list_checkpoints(out)] == ["step-0000003"]
     again = pretrain(start, [units], cfg, out, max_steps=4, progress=False)
     assert again["already_done"] and capsys.readouterr().out == ""
-    changed = pretrain(start, [units], dataclasses.replace(cfg, lr=cfg.lr / 2), out, max_steps=2, progress=False)
+    weights = (out / "model.safetensors").read_bytes()
+    with pytest.raises(SettingsChanged, match=(  # by default a run made otherwise is kept, and named
+            rf"{out} holds a run made otherwise \(settings changed: max_steps 4 -> 2; train.lr {cfg.lr} -> "
+            rf"{cfg.lr / 2}\); --restart \(resume=False in Python\) trains again from the start")):
+        pretrain(start, [units], dataclasses.replace(cfg, lr=cfg.lr / 2), out, max_steps=2, progress=False)
+    assert (out / "model.safetensors").read_bytes() == weights and list_checkpoints(out)
+    changed = pretrain(start, [units], dataclasses.replace(cfg, lr=cfg.lr / 2), out, max_steps=2, progress=False,
+                       on_change="restart")  # as the notebooks ask
     assert f"settings changed: max_steps 4 -> 2; train.lr {cfg.lr} -> {cfg.lr / 2}; training again from the start" \
         in capsys.readouterr().out
     # a new run, not the old one continued: its own log and checkpoints only
@@ -122,8 +131,10 @@ def test_pretraining_starts_again_when_a_setting_or_its_data_change(tmp_path, sp
     assert [r["step"] for r in read_log(out) if "loss" in r] == [1, 2]
     assert list_checkpoints(out) == []
     write_units(units, seed=1)  # more data
-    more = pretrain(start, [units], dataclasses.replace(cfg, lr=cfg.lr / 2), out, max_steps=2, progress=False)
-    assert f"settings changed: data {tmp_path.name}/units " in capsys.readouterr().out
+    with pytest.raises(SettingsChanged, match=rf"settings changed: data {tmp_path.name}/units "):
+        pretrain(start, [units], dataclasses.replace(cfg, lr=cfg.lr / 2), out, max_steps=2, progress=False)
+    more = pretrain(start, [units], dataclasses.replace(cfg, lr=cfg.lr / 2), out, max_steps=2, progress=False,
+                    resume=False)  # --restart
     assert not more.get("already_done") and more["documents"] == 80
 
 

@@ -35,8 +35,9 @@ def set_args(overrides: dict[str, str]) -> list[str]:
 
 def tokenizer_args(standins) -> list[str]:
     """What a published checkpoint needs from the profile: the speech tokenizer and the vocoder."""
+    pinned = slam_overrides(standins)["tokenizer.kmeans_sha256"]  # the stand-in k-means is a pickle
     return set_args({"tokenizer.features.model": str(standins.hubert), "tokenizer.kmeans": str(standins.kmeans),
-                     "eval.hifigan_checkpoint": str(standins.hifigan_checkpoint),
+                     "tokenizer.kmeans_sha256": pinned, "eval.hifigan_checkpoint": str(standins.hifigan_checkpoint),
                      "eval.hifigan_config": str(standins.hifigan_config)})
 
 

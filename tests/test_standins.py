@@ -101,7 +101,7 @@ def test_kmeans_loads_and_assigns_as_sklearn_does(standins, speech_tokenizer, tm
 
     pickled = joblib.load(standins.kmeans)
     assert isinstance(pickled, SkKMeans) and pickled.cluster_centers_.shape == (500, 32)
-    km = load_sklearn_kmeans(str(standins.kmeans), cache_dir=tmp_path)
+    km = load_sklearn_kmeans(str(standins.kmeans), cache_dir=tmp_path, trust=True)
     assert km.n_units == 500 and speech_tokenizer.kmeans.n_units == 500
     feats = speech_tokenizer.extractor([load_audio(next(standins.ssc.glob("*.wav")))])[0]
     assert np.array_equal(km.assign(feats).numpy(), pickled.predict(feats.numpy().astype(np.float32)))

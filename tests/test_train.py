@@ -164,18 +164,25 @@ class Interrupt(Exception):
     pass
 
 
-def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
-    docs = random_docs(60)
-    full = Trainer(tiny_lm(), docs, train_cfg(), tmp_path / "full", seed=3)
+def full_and_cut(root, docs, *, stop: int, cuts=("cut",)):
+    """An uninterrupted 11-step run in root/full (returned) and runs stopped after step `stop`."""
+    full = Trainer(tiny_lm(), docs, train_cfg(), root / "full", seed=3)
     full.fit(max_steps=11, progress=False)
 
-    def stop_at_7(record):
-        if record.get("step") == 7:
+    def stop_here(record):
+        if record.get("step") == stop:
             raise Interrupt
 
-    first = Trainer(tiny_lm(), docs, train_cfg(), tmp_path / "cut", seed=3, callbacks=[stop_at_7])
-    with pytest.raises(Interrupt):
-        first.fit(max_steps=11, progress=False)
+    for name in cuts:
+        with pytest.raises(Interrupt):
+            Trainer(tiny_lm(), docs, train_cfg(), root / name, seed=3, callbacks=[stop_here]).fit(
+                max_steps=11, progress=False)
+    return full
+
+
+def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    docs = random_docs(60)
+    full = full_and_cut(tmp_path, docs, stop=7)
     assert (tmp_path / "cut" / "checkpoints" / "step-0000004" / "trainer_state.json").exists()
     second = Trainer(tiny_lm(seed=99), docs, train_cfg(), tmp_path / "cut", seed=3)  # other weights: all from the checkpoint
     summary = second.fit(max_steps=11, progress=False)
@@ -184,6 +191,35 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
     assert losses(tmp_path / "cut") == losses(tmp_path / "full")
     for a, b in zip(full.model.parameters(), second.model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_a_damaged_checkpoint_is_named_and_the_one_before_it_resumed(tmp_path):
+    """A truncated newest checkpoint: a warning names it, the older one resumes, and the run ends
+    with the uninterrupted run's weights. When every checkpoint is damaged, one error says so."""
+    from slamlib.train.checkpoints import NoUsableCheckpoint
+
+    docs = random_docs(60)
+    full = full_and_cut(tmp_path, docs, stop=9, cuts=("cut", "all_damaged"))
+    for name in ("cut", "all_damaged"):
+        checkpoints = tmp_path / name / "checkpoints"
+        assert sorted(p.name for p in checkpoints.iterdir()) == ["step-0000004", "step-0000008"]  # no partial left
+        for step in ("step-0000008",) if name == "cut" else ("step-0000004", "step-0000008"):
+            weights = checkpoints / step / "pytorch_model.bin"
+            weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+    second = Trainer(tiny_lm(seed=99), docs, train_cfg(), tmp_path / "cut", seed=3)
+    with pytest.warns(UserWarning, match=r"cut/checkpoints/step-0000008 is damaged and is not resumed from \(.*\); "
+                                         "resuming from the one before it"):
+        summary = second.fit(max_steps=11, progress=False)
+    assert summary["resumed"] and summary["steps"] == 11
+    for a, b in zip(full.model.parameters(), second.model.parameters()):
+        assert torch.equal(a, b)
+
+    third = Trainer(tiny_lm(seed=99), docs, train_cfg(), tmp_path / "all_damaged", seed=3)
+    with pytest.warns(UserWarning), pytest.raises(NoUsableCheckpoint, match=(
+            r"all_damaged/checkpoints: no checkpoint can be read \(step-0000008, step-0000004 damaged\); "
+            r"train again from the start with --restart")):
+        third.fit(max_steps=11, progress=False)
 
 
 def test_batches_collated_ahead_are_the_batches_collated_in_the_loop(tmp_path):

@@ -108,18 +108,18 @@ def _features(extractor, wavs: list[np.ndarray]) -> tuple[list[torch.Tensor], fl
 
 def bench_unit_precision(seconds: float = 60.0, fit_seconds: float = 120.0, device: str | None = None,
                          precision: str = "bf16", n_units: int = 500, layer: int = 11, model=None,
-                         kmeans: str | Path | None = None, audio: Path | None = None, seed: int = 0) -> dict:
+                         kmeans=None, audio: Path | None = None, seed: int = 0) -> dict:
     """See the module docstring. `precision`: what to compare with fp32 ("fp32" gives exactly 0,
     a check of the measurement); `model`: a HubertModel or a HubertModel directory (default: random
-    weights at mHuBERT-25Hz's size); `kmeans`: a `.npy` or sklearn k-means file (default: fitted
-    on `fit_seconds` of other speech); `audio`: a folder of audio to use instead of espeak."""
+    weights at mHuBERT-25Hz's size); `kmeans`: a `KMeans`, a `.npy` file, or the official k-means URL (default: fitted
+    on `fit_seconds` of other speech; another pickled file: `load_kmeans(path, sha256=...)`, then the KMeans); `audio`: a folder of audio to use instead of espeak."""
     from transformers import HubertModel
 
     from slamlib.audio import SAMPLE_RATE
     from slamlib.bench.tokenize import random_mhubert_25hz
     from slamlib.profiles import HubertConfig
     from slamlib.tokenization.features import HubertExtractor, resolve_device
-    from slamlib.tokenization.kmeans import fit_kmeans, load_kmeans
+    from slamlib.tokenization.kmeans import KMeans, fit_kmeans, load_kmeans
 
     device = resolve_device(device or "cpu")
     if model is None:
@@ -137,7 +137,8 @@ def bench_unit_precision(seconds: float = 60.0, fit_seconds: float = 120.0, devi
     with tempfile.TemporaryDirectory() as tmp:
         measure, fit = _speech(Path(tmp) / "speech", seconds, 0.0 if kmeans else fit_seconds, audio)
     if kmeans is not None:
-        km, km_label = load_kmeans(str(kmeans)), str(kmeans)
+        km = kmeans if isinstance(kmeans, KMeans) else load_kmeans(str(kmeans))  # a pickle: load it vouched for
+        km_label = str(kmeans) if not isinstance(kmeans, KMeans) else f"a given KMeans ({kmeans.n_units} units)"
     else:
         fit_feats = torch.cat(_features(reference, fit)[0])
         # a few thousand frames: every mini-batch step sees them all, so 60 steps (and 3 Lloyd steps)

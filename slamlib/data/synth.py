@@ -306,8 +306,11 @@ def prepare_data(profile, run: RunDir, tokenizer=None, *, max_rows: int | None =
 
     Without a tokenizer, the run folder's speech tokenizer is used (made by notebook 01); if there
     is none, one is built as the profile says, fitting k-means on the read speech if it must."""
+    from slamlib.checks import check
     from slamlib.data.corpora import load_hub_corpus, parquet_rows, tokenize_audio_corpus
     from slamlib.tokenization.speech_tokenizer import load_or_build_speech_tokenizer
+
+    check("max_rows", max_rows, "count")
 
     summary: dict = {"units": {}}
     if profile.data.synthetic is not None:
@@ -338,6 +341,9 @@ def prepare_data(profile, run: RunDir, tokenizer=None, *, max_rows: int | None =
 def scaled(profile, factor: float):
     """The profile with every synthetic corpus `factor` times its size (at least 20 of each): for
     quick looks and tests. Hub corpora are cut with max_rows instead."""
+    from slamlib.checks import check
+
+    check("scale", factor, "positive", optional=False)
     cfg = profile.data.synthetic
     if cfg is None or factor == 1:
         return profile

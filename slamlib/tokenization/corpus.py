@@ -22,6 +22,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from slamlib.audio import SAMPLE_RATE, AudioError, audio_duration, decode_audio, list_audio_files, load_audio
+from slamlib.checks import check
+from slamlib.locks import folder_lock
 from slamlib.progress import progress as progress_bar
 from slamlib.tokenization.speech_tokenizer import SpeechTokenizer
 
@@ -139,7 +141,7 @@ def _write_shard(path: Path, rows: list[dict], extra_columns: Sequence[str]) -> 
         "seconds": pa.array([r["seconds"] for r in rows], pa.float64()),
         **{c: pa.array([r["extra"].get(c) for r in rows]) for c in extra_columns},
     })
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # no two processes share a temporary file
     pq.write_table(table, tmp)
     os.replace(tmp, path)  # a shard exists whole or not at all
 
@@ -169,6 +171,31 @@ def _check_info(out_dir: Path, tokenizer: SpeechTokenizer, made_from: str | None
             old_file.unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(info, indent=2) + "\n")
+
+
+COMPANIONS = ("metadata.csv",)  # files that belong beside audio (columns of it)
+
+
+def not_audio(folder: str | os.PathLike) -> list[dict]:
+    """The files under `folder` that are not audio, so not tokenized, each with why; hidden files,
+    `metadata.csv` and a JSON beside an audio file of the same name (Libri-Light's) belong there.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("a.wav", "a.json", "notes.txt", "metadata.csv", ".lock"):
+    ...     _ = (root / name).write_text("")
+    >>> [(Path(s["source"]).name, s["reason"]) for s in not_audio(root)]
+    [('notes.txt', 'not an audio file (.txt)')]
+    """
+    from slamlib.audio import AUDIO_EXTENSIONS
+
+    folder = Path(folder)
+    audio = {p.with_suffix("") for p in list_audio_files(folder)}
+    return [{"source": str(p), "reason": f"not an audio file ({p.suffix or 'no suffix'})"}
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix.lower() not in AUDIO_EXTENSIONS and not p.name.startswith(".")
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+            and p.name not in COMPANIONS and not (p.suffix == ".json" and p.with_suffix("") in audio)]
 
 
 def _source_items(source, *, audio_column: str, id_column: str | None,
@@ -273,9 +300,22 @@ def tokenize_corpus(
     Audio is decoded in `decode_threads` background threads (default: one per CPU core, up to
     16), far enough ahead that the next window is decoded while the current one is tokenized.
 
+    Only one process writes `out_dir` at a time (`slamlib.locks`): shard numbers are taken under
+    its lock.
+
     Returns a summary: counts, audio seconds, units per second, speed, and the bad inputs
     (also written to `bad_audio.json`)."""
-    out_dir = Path(out_dir)
+    check("shard_size", shard_size, "count", optional=False), check("max_items", max_items, "count")
+    check("window_seconds", window_seconds, "positive", optional=False)
+    with folder_lock(out_dir, "tokenizing"):
+        return _tokenize_corpus(source, Path(out_dir), tokenizer, shard_size=shard_size, window_seconds=window_seconds,
+                                audio_column=audio_column, id_column=id_column, keep_columns=keep_columns,
+                                max_items=max_items, decode_threads=decode_threads, progress=progress,
+                                made_from=made_from, replace_stale=replace_stale)
+
+
+def _tokenize_corpus(source, out_dir: Path, tokenizer: SpeechTokenizer, *, shard_size, window_seconds, audio_column,
+                     id_column, keep_columns, max_items, decode_threads, progress, made_from, replace_stale) -> dict:
     _check_info(out_dir, tokenizer, made_from, replace_stale)
     items, total_seconds, name = _source_items(source, audio_column=audio_column, id_column=id_column,
                                                keep_columns=keep_columns)
@@ -296,13 +336,17 @@ def tokenize_corpus(
     bar.close()
     wall = time.perf_counter() - start
 
-    (out_dir / "bad_audio.json").write_text(json.dumps(bad, indent=2) + "\n")
+    # bad audio failed to decode; files that are not audio were skipped (listed, not counted as failures)
+    skipped = not_audio(source) if isinstance(source, (str, os.PathLike)) else []
+    listed = bad + [{**s, "skipped": True} for s in skipped]
+    (out_dir / "bad_audio.json").write_text(json.dumps(listed, indent=2) + "\n")
     w = writer
     return {
         "out": str(out_dir),
         "tokenized": w.utterances,
         "already_done": len(already),
         "bad": bad,
+        "skipped": skipped,
         "shards_written": w.shards_written,
         "audio_seconds": round(w.seconds, 3),
         "units": int(w.units),

@@ -171,13 +171,40 @@ def fit_kmeans(
     return KMeans(centroids.cpu())
 
 
-def load_sklearn_kmeans(ref: str, cache_dir: str | os.PathLike | None = None) -> KMeans:
+class UntrustedPickle(ValueError):
+    """A pickled k-means whose origin or checksum does not vouch for it."""
+
+
+def _vouch(ref: str, path: Path, digest: str, sha256: str | None, trust: bool) -> None:
+    """Loading a pickle runs whatever code it holds: only the official URL's file, a file whose
+    SHA-256 is the one given, or one trusted explicitly, is loaded."""
+    from slamlib.profiles import OFFICIAL_KMEANS
+
+    if sha256 is not None:
+        if digest != sha256.lower():
+            raise UntrustedPickle(f"{path}: its SHA-256 is {digest}, not the {sha256} the profile gives "
+                                  "(tokenizer.kmeans_sha256); it is not loaded")
+        return
+    if str(ref) in OFFICIAL_KMEANS or trust:
+        return
+    raise UntrustedPickle(
+        f"{path}: a pickled k-means runs whatever code it holds when loaded, and this one is not the official "
+        f"file's URL; its SHA-256 is {digest}. If you trust it, pin it (--set tokenizer.kmeans_sha256={digest}) "
+        "or load it once with --trust-pickle (--set tokenizer.trust_pickle=true)")
+
+
+def load_sklearn_kmeans(ref: str, cache_dir: str | os.PathLike | None = None, *, sha256: str | None = None,
+                        trust: bool = False) -> KMeans:
     """Read a joblib-pickled sklearn KMeans (the format of the official TWIST k-means files),
-    by URL or local path. Its centroids are cached as .npy, keyed by the file's SHA-256."""
+    by URL or local path. Its centroids are cached as .npy (no pickle), keyed by the file's SHA-256.
+
+    A pickle is loaded only from the official URL (`slamlib.profiles.OFFICIAL_KMEANS`), or when its
+    SHA-256 is `sha256`, or with `trust`; otherwise `UntrustedPickle` says how to vouch for it."""
     from slamlib import hub
 
     path = hub.resolve_file(ref, what="k-means model (joblib-pickled sklearn KMeans)")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    _vouch(ref, path, digest, sha256, trust)
     cache = Path(cache_dir) if cache_dir else hub.cache_dir() / "kmeans"
     cached = cache / f"{path.stem}-{digest[:16]}.npy"
     if cached.exists():
@@ -198,8 +225,9 @@ def load_sklearn_kmeans(ref: str, cache_dir: str | os.PathLike | None = None) ->
     return model
 
 
-def load_kmeans(ref: str) -> KMeans:
-    """A k-means from a `.npy` centroid file (ours) or an official joblib/sklearn file or URL."""
+def load_kmeans(ref: str, *, sha256: str | None = None, trust: bool = False) -> KMeans:
+    """A k-means from a `.npy` centroid file (ours: plain numbers, read without pickle) or a
+    joblib/sklearn file or URL (a pickle: see `load_sklearn_kmeans` for which are loaded)."""
     if str(ref).endswith(".npy") and Path(ref).exists():
         return KMeans.load(ref)
-    return load_sklearn_kmeans(ref)
+    return load_sklearn_kmeans(ref, sha256=sha256, trust=trust)

@@ -234,7 +234,7 @@ def build_speech_tokenizer(config, *, fit_audio: Iterable[np.ndarray] | None = N
     one, else k-means fitted on `fit_audio`."""
     if config.kmeans:
         extractor = make_extractor(config.features, device=device)
-        kmeans = load_kmeans(config.kmeans)
+        kmeans = load_kmeans(config.kmeans, sha256=config.kmeans_sha256, trust=config.trust_pickle)
         if kmeans.n_units != config.n_units:
             raise ValueError(f"{config.kmeans} has {kmeans.n_units} centroids; the profile expects {config.n_units}")
         return _configured(config, extractor, kmeans)

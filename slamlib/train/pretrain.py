@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Sequence
 
 from slamlib import reuse
+from slamlib.checks import check, check_settings
+from slamlib.locks import folder_lock
 from slamlib.model import load_speech_lm, save_speech_lm
 from slamlib.train.checkpoints import LOG_NAME, read_log
 from slamlib.train.packing import unit_documents
@@ -40,15 +42,31 @@ def training_folders(data: str | os.PathLike, corpora: Sequence[str]) -> list[Pa
 
 def pretrain(model_dir: str | os.PathLike, folders: Sequence[str | os.PathLike], cfg, out_dir: str | os.PathLike, *,
              seed: int = 0, budget=None, tokens: int | None = None, max_steps: int | None = None,
-             resume: bool = True, progress: bool = True, callbacks=(), device: str | None = None) -> dict:
+             resume: bool = True, on_change: str = "refuse", progress: bool = True, callbacks=(),
+             device: str | None = None) -> dict:
     """Continue a saved speech LM (e.g. the TWIST-initialised one) on packed units; the result,
-    saved in out_dir, is a speech LM directory like its start. A finished run is not redone."""
-    out = Path(out_dir)
+    saved in out_dir, is a speech LM directory like its start.
+
+    A finished run made with the same settings, start and data is returned as it is, an
+    interrupted one resumes from its newest checkpoint. A run in `out_dir` made otherwise is
+    refused (`SettingsChanged`, naming what differs) or, with `on_change="restart"`, replaced;
+    `resume=False` always starts again. Only one process writes `out_dir` at a time (`slamlib.locks`)."""
+    check_settings(cfg, "train.")
+    check("budget", budget, "budget"), check("tokens", tokens, "count"), check("max_steps", max_steps, "count")
+    with folder_lock(out_dir, "pretraining"):
+        return _pretrain(model_dir, folders, cfg, Path(out_dir), seed=seed, budget=budget, tokens=tokens,
+                         max_steps=max_steps, resume=resume, on_change=on_change, progress=progress,
+                         callbacks=callbacks, device=device)
+
+
+def _pretrain(model_dir, folders, cfg, out: Path, *, seed, budget, tokens, max_steps, resume, on_change, progress,
+              callbacks, device) -> dict:
     done = out / "train_summary.json"
     made_with = {**reuse.settings(cfg, "train.", leave_out=reuse.TRAIN_NOT_IN_RESULT), "seed": seed,
                  "budget": budget, "tokens": tokens, "max_steps": max_steps, "start": reuse.content_key(model_dir),
                  **{f"data {'/'.join(Path(f).parts[-2:])}": reuse.content_key(f) for f in folders}}
-    if resume and reuse.matches(out, made_with, what=str(out), redo="training again from the start"):
+    if resume and reuse.reuse_or_refuse(out, made_with, what=str(out), on_change=on_change,
+                                        flag="--restart (resume=False in Python)"):
         if done.exists() and (out / "config.json").exists():
             return {**json.loads(done.read_text()), "already_done": True}
     else:  # a stale run's checkpoints must not be resumed, nor its log continued
@@ -90,7 +108,7 @@ def compare_inits(models: dict, folders: Sequence[str | os.PathLike], cfg, out_r
     logs = {}
     for name, model_dir in models.items():
         out = Path(out_root) / f"short_{name}"
-        pretrain(model_dir, folders, short, out, seed=seed, max_steps=steps, progress=progress,
+        pretrain(model_dir, folders, short, out, seed=seed, max_steps=steps, on_change="restart", progress=progress,
                  callbacks=(callbacks or {}).get(name, ()), device=device)
         logs[name] = read_log(out)
     return logs
