@@ -221,7 +221,7 @@ def cmd_generate(args) -> dict:
     from slamlib.audio import SAMPLE_RATE, load_audio, write_audio
     from slamlib.evaluate import generate_continuation
     from slamlib.model import load_speech_lm
-    from slamlib.vocoders.base import load_vocoder
+    from slamlib.vocoders.load import load_vocoder
     from slamlib.vocoders.griffin_lim import GriffinLimVocoder
 
     profile = _profile(args, {f"eval.generation.{key}": key for key in _GENERATION_FLAGS})

@@ -390,7 +390,7 @@ class UtteranceExplorer(Explorer):
     def vocoder(self):
         """The tokenizer's vocoder (`load_vocoder`), made on first use; a string says why there is none."""
         if self._vocoder is None:
-            from slamlib.vocoders.base import load_vocoder
+            from slamlib.vocoders.load import load_vocoder
 
             try:
                 self._vocoder = load_vocoder(self.tokenizer)

@@ -10,19 +10,8 @@ import torch
 
 from slamlib import device
 from slamlib.train.attention import VARLEN, choose
-from slamlib.device import (
-    Capabilities,
-    Workload,
-    announce,
-    attention_kernel,
-    check_profile_fits,
-    cpu_estimate,
-    known_card,
-    measure_cpu_tflops,
-    memory_estimate,
-    speech_lm_parameters,
-    training_precision,
-)
+from slamlib.device import Capabilities, announce, attention_kernel, known_card, training_precision
+from slamlib.fits import Workload, check_profile_fits, cpu_estimate, measure_cpu_tflops, memory_estimate, speech_lm_parameters
 from slamlib.profiles import get_profile
 from slamlib.train.checkpoints import read_log
 from slamlib.train.trainer import Trainer

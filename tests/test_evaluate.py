@@ -23,7 +23,7 @@ from slamlib.evaluate import (
 from slamlib.model import init_speech_lm, save_speech_lm
 from slamlib.profiles import GenerationConfig, ModelConfig, get_profile
 from slamlib.report import PAPER_ROWS, results_table, to_markdown
-from slamlib.vocoders.base import load_vocoder
+from slamlib.vocoders.load import load_vocoder
 
 ARCH = tiny_arch(vocab_size=40, max_position_embeddings=512)
 

@@ -244,7 +244,7 @@ def test_published_checkpoint_format(standins, speech_tokenizer):
 
 
 def test_unit_hifigan_loads_and_vocodes(standins, speech_tokenizer):
-    from slamlib.vocoders.base import load_vocoder
+    from slamlib.vocoders.load import load_vocoder
     from slamlib.vocoders.hifigan import UnitHiFiGAN
 
     vocoder = UnitHiFiGAN.from_pretrained(str(standins.hifigan_checkpoint), str(standins.hifigan_config))

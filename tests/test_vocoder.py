@@ -12,7 +12,8 @@ from slamlib.profiles import HubertConfig, get_profile
 from slamlib.tokenization.features import HubertExtractor
 from slamlib.tokenization.kmeans import KMeans
 from slamlib.tokenization.speech_tokenizer import SpeechTokenizer, build_speech_tokenizer
-from slamlib.vocoders.base import load_vocoder, spread_durations
+from slamlib.vocoders.base import spread_durations
+from slamlib.vocoders.load import load_vocoder
 from slamlib.vocoders.griffin_lim import GriffinLimVocoder, mel_to_linear_power
 from slamlib.vocoders.hifigan import HIFIGAN_CHECKPOINT_URL, HIFIGAN_CONFIG_URL, UnitHiFiGAN, WeightNormConv1d
 

@@ -105,6 +105,7 @@ class Trainer:
                  callbacks: Sequence[Callable[[dict], None]] = (), save_model: Callable | None = None,
                  capabilities=None):
         from slamlib import device as devices
+        from slamlib import fits
 
         self.cfg = cfg
         self.out = Path(out_dir)
@@ -129,8 +130,8 @@ class Trainer:
             self.accelerator.register_for_checkpointing(self.scaler)  # its scale resumes with the run
         if self.accelerator.is_main_process:
             devices.announce(self.capabilities, self.precision, attention)
-            devices.check_profile_fits(devices.Workload.of_model(model, cfg, processes=self.accelerator.num_processes),
-                                       self.capabilities, precision=self.precision)
+            fits.check_profile_fits(fits.Workload.of_model(model, cfg, processes=self.accelerator.num_processes),
+                                  self.capabilities, precision=self.precision)
         # what the training step calls: the prepared model, or its torch.compile'd version (which
         # shares its weights, so saving, evaluation and checkpoints use self.model unchanged)
         self.step_model = torch.compile(self.model) if cfg.compile else self.model

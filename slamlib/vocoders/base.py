@@ -7,8 +7,9 @@ with `UnitTokenizer.decode` first). `durations[i]` is how many feature frames un
 None and the vocoder chooses.
 
 Two vocoders: `GriffinLimVocoder` (`slamlib.vocoders.griffin_lim`) for the `tiny` profile's log-mel
-units, `UnitHiFiGAN` (`slamlib.vocoders.hifigan`) for the paper's mHuBERT-25Hz units.
-`load_vocoder(speech_tokenizer)` picks the one that fits a speech tokenizer.
+units, `UnitHiFiGAN` (`slamlib.vocoders.hifigan`) for the paper's mHuBERT-25Hz units. Both
+build on this module; `slamlib.vocoders.load.load_vocoder(speech_tokenizer)`, above them, picks
+the one that fits a speech tokenizer.
 
 Not here: speaker or F0 conditioning, the multi-speaker Expresso vocoders, vocoder training,
 and transcribing the audio (`slamlib.genppl`).
@@ -17,13 +18,9 @@ and transcribing the audio (`slamlib.genppl`).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from slamlib.vocoders.griffin_lim import GriffinLimVocoder
-    from slamlib.vocoders.hifigan import UnitHiFiGAN
 
 
 class Vocoder(Protocol):
@@ -63,31 +60,3 @@ def spread_durations(means: Sequence[float]) -> np.ndarray:
         out[i] = max(1, math.floor(carry + 0.5))
         carry -= out[i]
     return out
-
-
-def load_vocoder(speech_tokenizer, *, hifigan_checkpoint: str | None = None, hifigan_config: str | None = None,
-                 device="cpu") -> GriffinLimVocoder | UnitHiFiGAN:
-    """The vocoder for a speech tokenizer's units: Griffin-Lim for log-mel units, the unit
-    HiFi-GAN (official files unless others are given) for HuBERT units.
-
-    The official HiFi-GAN speaks the official k-means' 500 units at 25 Hz; a HuBERT tokenizer with
-    other units needs a vocoder trained on them."""
-    from slamlib.tokenization.features import HubertExtractor, LogMelExtractor
-    from slamlib.vocoders.griffin_lim import GriffinLimVocoder
-    from slamlib.vocoders.hifigan import HIFIGAN_CHECKPOINT_URL, HIFIGAN_CONFIG_URL, UnitHiFiGAN
-
-    extractor = speech_tokenizer.extractor
-    if isinstance(extractor, LogMelExtractor):
-        return GriffinLimVocoder.from_tokenizer(speech_tokenizer, device=device)
-    if isinstance(extractor, HubertExtractor):
-        vocoder = UnitHiFiGAN.from_pretrained(hifigan_checkpoint or HIFIGAN_CHECKPOINT_URL,
-                                              hifigan_config or HIFIGAN_CONFIG_URL, device=device)
-        if vocoder.n_units != speech_tokenizer.n_units:
-            raise ValueError(f"the unit HiFi-GAN knows {vocoder.n_units} units; the speech tokenizer has "
-                             f"{speech_tokenizer.n_units}")
-        if abs(vocoder.samples_per_frame * speech_tokenizer.frame_rate - vocoder.sample_rate) > 1e-6:
-            raise ValueError(f"the unit HiFi-GAN makes {vocoder.samples_per_frame} samples per unit frame at "
-                             f"{vocoder.sample_rate} Hz, but the units come at {speech_tokenizer.frame_rate} Hz")
-        return vocoder
-    raise TypeError(f"no vocoder for units from {type(extractor).__name__} features "
-                    "(known: LogMelExtractor -> Griffin-Lim, HubertExtractor -> unit HiFi-GAN)")
