@@ -5,6 +5,10 @@ such as `slprl/mhubert-base-25hz`, or an https URL), fetched once into a cache. 
 asset cannot be fetched (no network, or offline mode), one `AssetUnavailableError` says which
 asset, where it comes from, and how to supply a local copy instead.
 
+A hub id may be pinned to a revision (a commit, tag or branch) as `org/name@revision`; every
+model and dataset fetched from the hub is noted with the commit it resolved to (`resolved()`),
+which the run's metrics record.
+
 Offline mode: set `SLAMLIB_OFFLINE=1` (or the Hugging Face variables `HF_HUB_OFFLINE=1`); the
 tests and the `tiny` profile never need the network at all.
 """
@@ -19,6 +23,25 @@ import urllib.request
 from pathlib import Path
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_RESOLVED: dict[str, str] = {}  # hub id -> the commit it was fetched at, in this process
+
+
+def split_revision(ref: str) -> tuple[str, str | None]:
+    """`org/name@revision` -> (`org/name`, `revision`); anything else (a path, a URL, an id
+    without `@`) is returned whole, with None.
+
+    >>> split_revision("slprl/mhubert-base-25hz@v1.0"), split_revision("slprl/mhubert-base-25hz")
+    (('slprl/mhubert-base-25hz', 'v1.0'), ('slprl/mhubert-base-25hz', None))
+    """
+    name, at, revision = str(ref).partition("@")
+    if at and revision and HUB_ID.match(name) and not Path(str(ref)).expanduser().exists():
+        return name, revision
+    return str(ref), None
+
+
+def resolved() -> dict[str, str]:
+    """{hub id: commit} of every hub model and dataset this process fetched."""
+    return dict(_RESOLVED)
 
 
 class AssetUnavailableError(RuntimeError):
@@ -73,11 +96,15 @@ def resolve_model(ref: str, what: str = "model", revision: str | None = None) ->
         if not local.is_dir():
             raise AssetUnavailableError(f"The {what} '{ref}' is a file; a model directory was expected.")
         return local
+    ref, pinned = split_revision(ref)
+    revision = revision or pinned
     origin = _hub_origin(ref, what, "model", "directory")
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(ref, revision=revision))
+        path = Path(snapshot_download(ref, revision=revision))
+        _RESOLVED[ref] = path.name  # a snapshot's folder is named by its commit
+        return path
     except Exception as err:  # network errors, auth, missing repo: all leave the user in the same place
         raise _unavailable(what, ref, origin, _hub_help(ref, "model"), f"{type(err).__name__}: {err}") from err
 
@@ -177,17 +204,21 @@ def load_dataset(ref: str, *, name: str | None = None, split: str = "train", str
             raise AssetUnavailableError(f"The {what} at {local} has no parquet files for split {split!r}.")
         return datasets.load_dataset("parquet", data_files=chosen[:shards] if shards else chosen,
                                      split="train", streaming=streaming)
+    ref, revision = split_revision(ref)
     origin = _hub_origin(ref, what, "dataset", "path")
     try:
-        if shards:
-            from huggingface_hub import HfApi
+        from huggingface_hub import HfApi
 
-            files = sorted(f for f in HfApi().list_repo_files(str(ref), repo_type="dataset") if f.endswith(".parquet"))
+        commit = HfApi().dataset_info(ref, revision=revision).sha  # what `revision` (or main) is now
+        _RESOLVED[ref] = commit
+        if shards:
+            files = sorted(f for f in HfApi().list_repo_files(ref, repo_type="dataset", revision=commit)
+                           if f.endswith(".parquet"))
             if name:
                 files = [f for f in files if f.startswith(f"{name}/")] or files
             chosen = [f for part in split.split("+") for f in split_files(files, part)][:shards]
-            return datasets.load_dataset("parquet", data_files=[f"hf://datasets/{ref}/{f}" for f in chosen],
+            return datasets.load_dataset("parquet", data_files=[f"hf://datasets/{ref}@{commit}/{f}" for f in chosen],
                                          split="train", streaming=streaming)
-        return datasets.load_dataset(str(ref), name=name, split=split, streaming=streaming)
+        return datasets.load_dataset(ref, name=name, split=split, streaming=streaming, revision=commit)
     except Exception as err:
         raise _unavailable(what, ref, origin, _hub_help(ref, "dataset"), f"{type(err).__name__}: {err}") from err

@@ -1,6 +1,7 @@
-"""What made a run, recorded in its metrics.json: package versions, the machine, and short
-content hashes of the speech tokenizer, each units folder and each model, so that two runs that
-differ can be told apart at a glance (and two that agree, byte for byte, have the same hashes).
+"""What made a run, recorded in its metrics.json: package versions, the machine, the commits of
+what it fetched from the hub (`slamlib.hub.resolved`), and short content hashes of the speech
+tokenizer, each units folder and each model, so that two runs that differ can be told apart at a
+glance (and two that agree, byte for byte, have the same hashes).
 
     >>> import tempfile
     >>> a, b = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
@@ -37,22 +38,13 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def cpu_model() -> str:
-    """The CPU's name as the system gives it (/proc/cpuinfo on Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
     import torch
 
+    from slamlib.device import cpu_name
+
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu_model(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu_name(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "gpu": gpu, "platform": platform.platform()}
 
 
@@ -90,6 +82,17 @@ def run_hashes(run_root: str | os.PathLike) -> dict[str, str]:
     return {name: h for name, h in found.items() if h is not None}
 
 
+def hub_revisions(run_root: str | os.PathLike) -> dict[str, str]:
+    """{hub id: commit} of what the run's notebooks fetched from the hub (their metrics files say)."""
+    import json
+
+    found: dict[str, str] = {}
+    for path in sorted((Path(run_root) / "metrics").glob("*.json")):
+        found.update(json.loads(path.read_text()).get("hub_revisions", {}))
+    return found
+
+
 def provenance(run_root: str | os.PathLike) -> dict:
-    """Versions, machine and content hashes, for a run's metrics.json."""
-    return {"versions": versions(), "machine": machine(), "hashes": run_hashes(run_root)}
+    """Versions, machine, content hashes and hub revisions, for a run's metrics.json."""
+    return {"versions": versions(), "machine": machine(), "hashes": run_hashes(run_root),
+            "hub_revisions": hub_revisions(run_root)}

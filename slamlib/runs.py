@@ -54,6 +54,12 @@ class RunDir:
         return path
 
     def write_metrics(self, step: str, metrics: dict) -> Path:
+        """RUN_DIR/metrics/STEP.json, whole or not at all; with the commits of the hub models and
+        datasets this process fetched (`hub_revisions`), when it fetched any."""
+        from slamlib.hub import resolved
+
+        if resolved():
+            metrics = {**metrics, "hub_revisions": {**metrics.get("hub_revisions", {}), **resolved()}}
         path = self.path("metrics", f"{step}.json")
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")

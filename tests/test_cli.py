@@ -97,10 +97,11 @@ def test_slam_console_script_is_the_same_cli():
 def test_bench_train_reports_throughput_beside_transformers_trainer():
     from slamlib.bench.train import bench_train, train_flops_per_token
 
-    report = bench_train(devices=["cpu"], steps=1, compare=True, compile=True, micro_batches=[4])
+    # eager only: compiling costs tens of seconds here, and tests/test_train.py checks compiled training
+    report = bench_train(devices=["cpu"], steps=1, compare=True, micro_batches=[4])
     rows = {r["variant"]: r for r in report["results"]}
-    assert set(rows) == {"eager", "compiled", "compiled, 4 x 2", "transformers Trainer + DataCollatorWithFlattening"}
-    assert rows["compiled, 4 x 2"]["micro_batch"] == 4 and rows["compiled, 4 x 2"]["grad_accum"] == 2
+    assert set(rows) == {"eager", "4 x 2", "transformers Trainer + DataCollatorWithFlattening"}
+    assert rows["4 x 2"]["micro_batch"] == 4 and rows["4 x 2"]["grad_accum"] == 2
     assert all(r["tokens_per_second"] > 0 for r in rows.values())
     assert rows["eager"]["config"] == "tiny" and rows["eager"]["attention"] == "slamlib_varlen"
     baseline = rows["transformers Trainer + DataCollatorWithFlattening"]

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from slamlib import hub
@@ -71,3 +73,34 @@ def test_local_dataset_folder(tmp_path):
     assert hub.load_dataset(str(tmp_path))["x"] == [1, 2, 3]
     Dataset.from_dict({"y": [4]}).save_to_disk(str(tmp_path / "saved"))
     assert hub.load_dataset(str(tmp_path / "saved"))["y"] == [4]
+
+
+def test_a_pinned_model_is_fetched_at_its_revision_and_noted(tmp_path, monkeypatch):
+    """`org/name@revision` reaches snapshot_download as the revision; the commit it resolved to
+    is noted, and a run's metrics files carry it (`hub_revisions`)."""
+    import huggingface_hub
+
+    from slamlib.runs import RunDir
+
+    asked = []
+
+    def fake_snapshot_download(repo_id, revision=None):
+        asked.append((repo_id, revision))
+        folder = tmp_path / "snapshots" / "0123abc"
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder)
+
+    for name in ("SLAMLIB_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setattr(hub, "_RESOLVED", {})
+    assert hub.resolve_model("slprl/mhubert-base-25hz@v1.0") == tmp_path / "snapshots" / "0123abc"
+    assert asked == [("slprl/mhubert-base-25hz", "v1.0")]
+    assert hub.resolved() == {"slprl/mhubert-base-25hz": "0123abc"}
+    run = RunDir(tmp_path / "run")
+    metrics = json.loads(run.write_metrics("01_tokenization", {"units": 3}).read_text())
+    assert metrics == {"units": 3, "hub_revisions": {"slprl/mhubert-base-25hz": "0123abc"}}
+    from slamlib.provenance import hub_revisions
+
+    assert hub_revisions(tmp_path / "run") == {"slprl/mhubert-base-25hz": "0123abc"}
+    assert hub.split_revision(str(tmp_path / "a@b")) == (str(tmp_path / "a@b"), None)  # a path stays whole

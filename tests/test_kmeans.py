@@ -80,7 +80,7 @@ def test_official_format_loads_as_plain_centroids(tmp_path):
 
 
 def test_a_pickle_is_loaded_only_when_vouched_for(tmp_path, monkeypatch):
-    """A pickle runs code when loaded: one that is not the official URL's loads only with its
+    """A pickle runs code when loaded: one that is not the official file loads only with its
     SHA-256 pinned or with trust given, and a wrong SHA-256 is refused (also from the cache)."""
     from slamlib.tokenization.kmeans import UntrustedPickle
 
@@ -105,10 +105,11 @@ def test_a_pickle_is_loaded_only_when_vouched_for(tmp_path, monkeypatch):
     load_sklearn_kmeans(str(tmp_path / "km.bin"), cache_dir=cache, sha256=digest)
     with pytest.raises(UntrustedPickle):  # centroids in the cache do not vouch for the file
         load_sklearn_kmeans(str(tmp_path / "km.bin"), cache_dir=cache)
-    from slamlib import profiles
+    from slamlib import hub
+    from slamlib.profiles import TWIST_KMEANS_500
 
-    monkeypatch.setattr(profiles, "OFFICIAL_KMEANS", (str(tmp_path / "km.bin"),))  # as if it were the official URL
-    assert load_kmeans(str(tmp_path / "km.bin")).n_units == 20
+    monkeypatch.setitem(hub.KNOWN_SHA256, TWIST_KMEANS_500, digest)  # as if km.bin were the official file
+    assert load_kmeans(str(tmp_path / "km.bin")).n_units == 20  # a copy of the official file needs no flag
 
 
 def test_each_kmeans_file_gets_its_own_cache_entry(tmp_path):

@@ -175,21 +175,29 @@ class UntrustedPickle(ValueError):
     """A pickled k-means whose origin or checksum does not vouch for it."""
 
 
-def _vouch(ref: str, path: Path, digest: str, sha256: str | None, trust: bool) -> None:
-    """Loading a pickle runs whatever code it holds: only the official URL's file, a file whose
-    SHA-256 is the one given, or one trusted explicitly, is loaded."""
+def official_sha256() -> set[str]:
+    """SHA-256 of the official k-means files (`slamlib.profiles.OFFICIAL_KMEANS`, as `slamlib.hub`
+    knows them)."""
+    from slamlib.hub import KNOWN_SHA256
     from slamlib.profiles import OFFICIAL_KMEANS
 
+    return {KNOWN_SHA256[url] for url in OFFICIAL_KMEANS if url in KNOWN_SHA256}
+
+
+def _vouch(path: Path, digest: str, sha256: str | None, trust: bool) -> None:
+    """Loading a pickle runs whatever code it holds: only the official file (downloaded or a
+    copy, known by its SHA-256), a file whose SHA-256 is the one given, or one trusted explicitly
+    is loaded."""
     if sha256 is not None:
         if digest != sha256.lower():
             raise UntrustedPickle(f"{path}: its SHA-256 is {digest}, not the {sha256} the profile gives "
                                   "(tokenizer.kmeans_sha256); it is not loaded")
         return
-    if str(ref) in OFFICIAL_KMEANS or trust:
+    if digest in official_sha256() or trust:
         return
     raise UntrustedPickle(
         f"{path}: a pickled k-means runs whatever code it holds when loaded, and this one is not the official "
-        f"file's URL; its SHA-256 is {digest}. If you trust it, pin it (--set tokenizer.kmeans_sha256={digest}) "
+        f"file; its SHA-256 is {digest}. If you trust it, pin it (--set tokenizer.kmeans_sha256={digest}) "
         "or load it once with --trust-pickle (--set tokenizer.trust_pickle=true)")
 
 
@@ -198,13 +206,14 @@ def load_sklearn_kmeans(ref: str, cache_dir: str | os.PathLike | None = None, *,
     """Read a joblib-pickled sklearn KMeans (the format of the official TWIST k-means files),
     by URL or local path. Its centroids are cached as .npy (no pickle), keyed by the file's SHA-256.
 
-    A pickle is loaded only from the official URL (`slamlib.profiles.OFFICIAL_KMEANS`), or when its
-    SHA-256 is `sha256`, or with `trust`; otherwise `UntrustedPickle` says how to vouch for it."""
+    A pickle is loaded only when it is the official file (its SHA-256 is the one `slamlib.hub`
+    knows, from the URL or a local copy), or its SHA-256 is `sha256`, or with `trust`; otherwise
+    `UntrustedPickle` says how to vouch for it."""
     from slamlib import hub
 
     path = hub.resolve_file(ref, what="k-means model (joblib-pickled sklearn KMeans)")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    _vouch(ref, path, digest, sha256, trust)
+    _vouch(path, digest, sha256, trust)
     cache = Path(cache_dir) if cache_dir else hub.cache_dir() / "kmeans"
     cached = cache / f"{path.stem}-{digest[:16]}.npy"
     if cached.exists():
