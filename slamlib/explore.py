@@ -437,8 +437,39 @@ def utterance_explorer(tokenizer, sample_dir, *, vocoder=None) -> UtteranceExplo
 
 # --- 03: corpora and benchmarks ---------------------------------------------------------------------
 
-class CorpusBrowser(Explorer):
+class _SourceThenItem(Explorer):
+    """Two dropdowns: a source (`sources`), then one of its items, held in the attribute `ITEM`;
+    `items(source)` gives a source's (label, value) choices. A new source starts at its first item."""
+
+    ITEM, SOURCE_LABEL = "id", "source"
+
+    def items(self, source: str | None = None) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    def select(self, **choices):
+        if "source" in choices and self.ITEM not in choices:
+            choices[self.ITEM] = self.items(choices["source"])[0][1]
+        return super().select(**choices)
+
+    def _make_controls(self):
+        controls = {"source": _dropdown(self.SOURCE_LABEL, list(self.sources), self.source),
+                    self.ITEM: _dropdown(self.ITEM, self.items(), getattr(self, self.ITEM))}
+        for key, control in controls.items():
+            control.observe(self._on_change(key), "value")
+        return controls
+
+    def _sync(self):
+        controls = self._controls
+        controls["source"].value = self.source
+        if controls[self.ITEM].options != tuple(self.items()):
+            controls[self.ITEM].options = self.items()
+        controls[self.ITEM].value = getattr(self, self.ITEM)
+
+
+class CorpusBrowser(_SourceThenItem):
     """The corpora under `RUN/units/` and the benchmarks under `RUN/benchmarks/`, item by item."""
+
+    ITEM, SOURCE_LABEL = "id", "corpus or benchmark"
 
     def __init__(self, run_dir, max_ids: int = MAX_IDS):
         from slamlib.data.benchmarks import read_pairs
@@ -480,23 +511,8 @@ class CorpusBrowser(Explorer):
 
         return {"pair", "role"} <= set(pq.read_schema(_shards(folder)[0]).names)
 
-    def select(self, **choices):
-        if "source" in choices and "id" not in choices:
-            choices["id"] = self.ids(choices["source"])[0][1]  # a new source starts at its first item
-        return super().select(**choices)
-
-    def _make_controls(self):
-        controls = {"source": _dropdown("corpus or benchmark", list(self.sources), self.source),
-                    "id": _dropdown("id", self.ids(), self.id)}
-        controls["source"].observe(self._on_change("source"), "value")
-        controls["id"].observe(self._on_change("id"), "value")
-        return controls
-
-    def _sync(self):
-        self._controls["source"].value = self.source
-        if self._controls["id"].options != tuple(self.ids()):
-            self._controls["id"].options = self.ids()
-        self._controls["id"].value = self.id
+    def items(self, source: str | None = None) -> list[tuple[str, str]]:
+        return self.ids(source)
 
     def speech_tokenizer(self):
         """The run's speech tokenizer (for benchmark units), loaded on first use."""
@@ -598,9 +614,11 @@ def _parted_at(a: Sequence[int], b: Sequence[int]) -> int:
     return max(n, 1)
 
 
-class LikelihoodExplorer(Explorer):
+class LikelihoodExplorer(_SourceThenItem):
     """A pair (benchmark or held-out preference) as each model scores it: per-token log-likelihoods
     of both sides, and the means or totals the benchmark compares."""
+
+    ITEM, SOURCE_LABEL = "pair", "pairs"
 
     def __init__(self, models: Mapping[str, object], run_dir, profile, device: str | None = None,
                  max_pairs: int = MAX_IDS, source: str | None = None):
@@ -637,23 +655,8 @@ class LikelihoodExplorer(Explorer):
         pairs = self.sources[source or self.source][: self.max_pairs]
         return [(p, p) if isinstance(p, str) else (_pair_label(p), p.id) for p in pairs]
 
-    def select(self, **choices):
-        if "source" in choices and "pair" not in choices:
-            choices["pair"] = self.pair_ids(choices["source"])[0][1]
-        return super().select(**choices)
-
-    def _make_controls(self):
-        controls = {"source": _dropdown("pairs", list(self.sources), self.source),
-                    "pair": _dropdown("pair", self.pair_ids(), self.pair)}
-        controls["source"].observe(self._on_change("source"), "value")
-        controls["pair"].observe(self._on_change("pair"), "value")
-        return controls
-
-    def _sync(self):
-        self._controls["source"].value = self.source
-        if self._controls["pair"].options != tuple(self.pair_ids()):
-            self._controls["pair"].options = self.pair_ids()
-        self._controls["pair"].value = self.pair
+    def items(self, source: str | None = None) -> list[tuple[str, str]]:
+        return self.pair_ids(source)
 
     def sequences(self, name: str) -> tuple[list[int], list[int]]:
         """The two id sequences of the selected pair for one model, as slamlib's scoring builds them:
