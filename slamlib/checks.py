@@ -47,9 +47,10 @@ FIELDS = {
     **dict.fromkeys(("warmup_steps", "min_warmup_steps", "prefetch", "pad_samples", "layer", "seed", "pitch", "vocab_size"), "count0"),
     **dict.fromkeys((
         "lr", "temperature", "beta", "fit_seconds", "batch_seconds", "prompt_seconds", "epochs", "repetition_penalty",
-        "max_grad_norm", "adam_eps", "rope_theta", "frame_rate", "win_ms", "floor", "rms_norm_eps", "seconds"),
+        "max_grad_norm", "adam_eps", "rope_theta", "frame_rate", "win_ms", "floor", "rms_norm_eps", "seconds",
+        "window_seconds", "chunk_seconds", "target_seconds"),
         "positive"),
-    **dict.fromkeys(("min_lr", "weight_decay", "sft_weight", "f_min", "f_max"), "nonnegative"),
+    **dict.fromkeys(("min_lr", "weight_decay", "sft_weight", "f_min", "f_max", "window_overlap_seconds"), "nonnegative"),
     **dict.fromkeys(("action_prob", "home_prob", "feeling_prob", "read_activity_fraction", "max_auto_bleu",
                      "warmup_ratio", "valid_fraction"), "probability"),
     "budget": "budget",

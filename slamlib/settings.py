@@ -111,6 +111,10 @@ class TokenizerConfig:
     min_run: int = 1  # frames a unit must last to count (shorter flickers are dropped before dedup)
     fit_seconds: float = 900.0  # audio used to fit k-means when the profile fits one
     batch_seconds: float = 160.0  # padded audio per extractor batch
+    # audio longer than a window is encoded window by window (peak memory that of one window), each
+    # window keeping its middle: windows share `window_overlap_seconds`, half of it dropped on each side
+    window_seconds: float = 60.0
+    window_overlap_seconds: float = 10.0
 
 
 @dataclass(frozen=True)

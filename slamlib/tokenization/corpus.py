@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
+import soundfile as sf
 
 from slamlib.audio import SAMPLE_RATE, AudioError, audio_duration, decode_audio, list_audio_files, load_audio
 from slamlib.checks import check
 from slamlib.locks import folder_lock
 from slamlib.progress import progress as progress_bar
 from slamlib.tokenization.speech_tokenizer import SpeechTokenizer
+from slamlib.tokenization.windows import LongAudio
 
 
 @dataclass
@@ -37,6 +39,8 @@ class AudioItem:
     load: Callable[[], np.ndarray]
     seconds: float | None = None
     extra: dict = field(default_factory=dict)
+    # the same audio read piece by piece, for audio longer than the tokenizer's window (None: load it whole)
+    long: Callable[[], LongAudio] | None = None
 
 
 def folder_items(folder: str | os.PathLike, keep_columns: Sequence[str] = ()) -> list[AudioItem]:
@@ -57,11 +61,12 @@ def folder_items(folder: str | os.PathLike, keep_columns: Sequence[str] = ()) ->
     for path in list_audio_files(folder):
         rel = path.relative_to(folder).as_posix()
         try:
-            seconds = audio_duration(path)
-        except AudioError:
-            seconds = None  # decoding will fail and report it
+            seconds, rate = audio_duration(path), sf.info(str(path)).samplerate
+        except (AudioError, sf.LibsndfileError, RuntimeError):
+            seconds = rate = None  # decoding will fail and report it
         extra = meta.get(rel, {c: None for c in keep_columns})
-        items.append(AudioItem(rel.rsplit(".", 1)[0], str(path), lambda p=path: load_audio(p), seconds, extra))
+        long = (lambda p=path: LongAudio.file(p)) if rate == SAMPLE_RATE else None  # others are resampled whole
+        items.append(AudioItem(rel.rsplit(".", 1)[0], str(path), lambda p=path: load_audio(p), seconds, extra, long))
     return items
 
 
@@ -94,12 +99,17 @@ def dataset_items(rows, *, audio_column: str = "audio", id_column: str | None = 
         yield AudioItem(item_id, source, load, None, {c: row.get(c) for c in keep_columns})
 
 
-def _decoded(items: Iterable[AudioItem], threads: int, ahead: int) -> Iterator[tuple[AudioItem, Any]]:
+def _decoded(items: Iterable[AudioItem], threads: int, ahead: int,
+             is_long: Callable[[int], bool] = lambda n: False) -> Iterator[tuple[AudioItem, Any]]:
     """Decode items in background threads, in order, at most `ahead` in flight: the compute
-    never waits for decoding unless decoding is the slower of the two."""
+    never waits for decoding unless decoding is the slower of the two. An item longer than the
+    tokenizer's window (`is_long`, in samples) that can be read in pieces comes as a LongAudio,
+    not decoded."""
 
     def load(item):
         try:
+            if item.long is not None and item.seconds is not None and is_long(int(item.seconds * SAMPLE_RATE)):
+                return item.long()
             return item.load()
         except AudioError as err:
             return err
@@ -228,13 +238,13 @@ def _pending(items: Iterable[AudioItem], already: set[str], name: str, max_items
 
 
 class _ShardWriter:
-    """Decoded utterances in, parquet shards out: tokenized a window of `window_seconds` of audio
+    """Decoded utterances in, parquet shards out: tokenized `chunk_seconds` of audio
     at a time (one batched call of the tokenizer), written `shard_size` utterances a shard."""
 
     def __init__(self, out_dir: Path, tokenizer: SpeechTokenizer, *, keep_columns: Sequence[str], shard_size: int,
-                 window_seconds: float, bar):
+                 chunk_seconds: float, bar):
         self.out_dir, self.tokenizer, self.keep_columns, self.bar = out_dir, tokenizer, keep_columns, bar
-        self.shard_size, self.window_samples = shard_size, window_seconds * SAMPLE_RATE
+        self.shard_size, self.window_samples = shard_size, chunk_seconds * SAMPLE_RATE
         existing = sorted(out_dir.glob(SHARD_GLOB))
         self.next_shard = 1 + max((int(p.stem.split("-")[1]) for p in existing), default=-1)
         self.window: list[tuple[AudioItem, np.ndarray]] = []
@@ -243,26 +253,33 @@ class _ShardWriter:
         self.shards_written = self.utterances = 0
         self.seconds = self.units = self.frames = 0.0
 
-    def add(self, item: AudioItem, wav: np.ndarray) -> None:
-        self.window.append((item, wav))
-        self.samples += len(wav)
+    def add(self, item: AudioItem, wav: np.ndarray | LongAudio) -> None:
+        if isinstance(wav, LongAudio):  # encoded window by window, on its own
+            self._row(item, self.tokenizer.tokenize_long(wav))
+            self.bar.update(wav.seconds)
+        else:
+            self.window.append((item, wav))
+            self.samples += len(wav)
         if self.samples >= self.window_samples:
             self.flush_window()
         if len(self.rows) + len(self.window) >= self.shard_size:
             self.flush_shard()
+
+    def _row(self, item: AudioItem, res) -> None:
+        self.rows.append({"id": item.id, "units": res.units.astype(np.int32), "durations":
+                          res.durations.astype(np.int32), "seconds": res.seconds, "extra": item.extra})
+        self.seconds += res.seconds
+        self.units += len(res.units)
+        self.frames += int(res.durations.sum())
+        self.utterances += 1
 
     def flush_window(self) -> None:
         self.samples = 0
         if not self.window:
             return
         results = self.tokenizer.tokenize([wav for _, wav in self.window])
-        for (item, wav), res in zip(self.window, results):
-            self.rows.append({"id": item.id, "units": res.units.astype(np.int32), "durations":
-                              res.durations.astype(np.int32), "seconds": res.seconds, "extra": item.extra})
-            self.seconds += res.seconds
-            self.units += len(res.units)
-            self.frames += int(res.durations.sum())
-            self.utterances += 1
+        for (item, _), res in zip(self.window, results):
+            self._row(item, res)
         self.bar.update(sum(len(w) for _, w in self.window) / SAMPLE_RATE)
         self.window.clear()
 
@@ -281,7 +298,7 @@ def tokenize_corpus(
     tokenizer: SpeechTokenizer,
     *,
     shard_size: int = 1000,
-    window_seconds: float = 600.0,
+    chunk_seconds: float = 600.0,
     audio_column: str = "audio",
     id_column: str | None = None,
     keep_columns: Sequence[str] = (),
@@ -298,7 +315,9 @@ def tokenize_corpus(
     `slamlib.reuse.content_key`), are refused, or replaced when `replace_stale` is set.
 
     Audio is decoded in `decode_threads` background threads (default: one per CPU core, up to
-    16), far enough ahead that the next window is decoded while the current one is tokenized.
+    16), far enough ahead that the next chunk is decoded while the current one is tokenized. A
+    16 kHz file longer than the tokenizer's `window_seconds` is never decoded whole: it is read
+    and encoded window by window (`SpeechTokenizer.tokenize_long`).
 
     Only one process writes `out_dir` at a time (`slamlib.locks`): shard numbers are taken under
     its lock.
@@ -306,15 +325,15 @@ def tokenize_corpus(
     Returns a summary: counts, audio seconds, units per second, speed, and the bad inputs
     (also written to `bad_audio.json`)."""
     check("shard_size", shard_size, "count", optional=False), check("max_items", max_items, "count")
-    check("window_seconds", window_seconds, "positive", optional=False)
+    check("chunk_seconds", chunk_seconds, "positive", optional=False)
     with folder_lock(out_dir, "tokenizing"):
-        return _tokenize_corpus(source, Path(out_dir), tokenizer, shard_size=shard_size, window_seconds=window_seconds,
+        return _tokenize_corpus(source, Path(out_dir), tokenizer, shard_size=shard_size, chunk_seconds=chunk_seconds,
                                 audio_column=audio_column, id_column=id_column, keep_columns=keep_columns,
                                 max_items=max_items, decode_threads=decode_threads, progress=progress,
                                 made_from=made_from, replace_stale=replace_stale)
 
 
-def _tokenize_corpus(source, out_dir: Path, tokenizer: SpeechTokenizer, *, shard_size, window_seconds, audio_column,
+def _tokenize_corpus(source, out_dir: Path, tokenizer: SpeechTokenizer, *, shard_size, chunk_seconds, audio_column,
                      id_column, keep_columns, max_items, decode_threads, progress, made_from, replace_stale) -> dict:
     _check_info(out_dir, tokenizer, made_from, replace_stale)
     items, total_seconds, name = _source_items(source, audio_column=audio_column, id_column=id_column,
@@ -324,10 +343,11 @@ def _tokenize_corpus(source, out_dir: Path, tokenizer: SpeechTokenizer, *, shard
     bar = progress_bar(total=total_seconds, unit="s", unit_scale=True, desc="tokenizing (audio s)",
                        enabled=progress)
     writer = _ShardWriter(out_dir, tokenizer, keep_columns=keep_columns, shard_size=shard_size,
-                          window_seconds=window_seconds, bar=bar)
+                          chunk_seconds=chunk_seconds, bar=bar)
     bad = []
     threads = decode_threads or min(16, os.cpu_count() or 4)
-    for item, wav in _decoded(_pending(items, already, name, max_items), threads, ahead=max(64, 4 * threads)):
+    for item, wav in _decoded(_pending(items, already, name, max_items), threads, ahead=max(64, 4 * threads),
+                              is_long=tokenizer.is_long):
         if isinstance(wav, AudioError):
             bad.append({"id": item.id, "source": item.source, "reason": wav.reason})
         else:

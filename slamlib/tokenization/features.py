@@ -110,17 +110,57 @@ class LogMelExtractor:
         return out
 
     def __call__(self, wavs: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        stack, context = self.config.stack, self.config.context
+        stack = self.config.stack
         out = []
         for frames in self.log_mel(wavs):
             n = frames.shape[0] // stack
-            stacked = frames[: n * stack].reshape(n, stack * frames.shape[1])
-            if context > 1:  # each frame with its neighbours, the edge frames repeated
-                offsets = torch.arange(context, device=stacked.device) - context // 2
-                index = (torch.arange(n, device=stacked.device)[:, None] + offsets).clamp(0, max(n - 1, 0))
-                stacked = stacked[index].reshape(n, context * stacked.shape[1])
-            out.append(stacked.contiguous())
+            out.append(self._stack_context(frames[: n * stack], n, 0, 0, n))
         return out
+
+    def _stack_context(self, raw: torch.Tensor, total: int, g0: int, k0: int, k1: int) -> torch.Tensor:
+        """Frames k0..k1 of a file of `total` (stacked) frames, from its raw frames that start at
+        stacked frame g0: stacked, each with its neighbours (the file's edge frames repeated)."""
+        stack, context = self.config.stack, self.config.context
+        stacked = raw.reshape(raw.shape[0] // stack, stack * raw.shape[1])
+        if context > 1:
+            offsets = torch.arange(context, device=stacked.device) - context // 2
+            index = (torch.arange(k0, k1, device=stacked.device)[:, None] + offsets).clamp(0, max(total - 1, 0)) - g0
+            return stacked[index].reshape(k1 - k0, context * stacked.shape[1]).contiguous()
+        return stacked[k0 - g0: k1 - g0].contiguous()
+
+    # --- long audio, window by window (slamlib.tokenization.windows) ---------------------------
+
+    def _raw_frames(self, audio, r0: int, r1: int) -> torch.Tensor:
+        """Unstacked log-mel frames r0..r1 of a LongAudio, equal to the whole file's (frame i is
+        centred on sample i * hop, with zeros beyond the file, as `torch.stft(center=True)` pads)."""
+        cfg = self.config
+        half = cfg.n_fft // 2
+        x = torch.from_numpy(audio.read(r0 * cfg.hop - half, (r1 - 1) * cfg.hop - half + cfg.n_fft)).to(self.device)
+        spec = torch.stft(x, n_fft=cfg.n_fft, hop_length=cfg.hop, win_length=cfg.win, window=self._window,
+                          center=False, return_complex=True)
+        power = spec.real.square() + spec.imag.square()
+        return torch.log(torch.matmul(self._fb, power) + cfg.floor).transpose(0, 1)
+
+    def file_stats(self, audio, chunk_frames: int = 6000) -> dict:
+        """What encoding a window needs from the whole file: the mean log-mel frame (`cmn`)."""
+        if not self.config.cmn:
+            return {}
+        raw_total = 1 + len(audio) // self.config.hop
+        total = torch.zeros(self.config.n_mels, dtype=torch.float64, device=self.device)
+        for r0 in range(0, raw_total, chunk_frames):
+            total += self._raw_frames(audio, r0, min(raw_total, r0 + chunk_frames)).double().sum(dim=0)
+        return {"mean": (total / raw_total).float()}
+
+    def frames_in(self, audio, k0: int, k1: int, margin: int, stats: dict) -> torch.Tensor:
+        """Features of frames k0..k1 of a LongAudio, as the whole file would give them (`margin`
+        is not needed: every frame is computed from its own samples)."""
+        stack, c = self.config.stack, self.config.context // 2
+        total = self.n_frames(len(audio))
+        g0, g1 = max(0, k0 - c), min(total, k1 + c)
+        raw = self._raw_frames(audio, g0 * stack, g1 * stack)
+        if self.config.cmn:
+            raw = raw - stats["mean"]
+        return self._stack_context(raw, total, g0, k0, k1)
 
     def to_config(self) -> dict:
         return features_config_to_dict(self.config)
@@ -139,6 +179,14 @@ def _masked_instance_norm(h: torch.Tensor, lengths: torch.Tensor, norm: torch.nn
     mean = (h * mask).sum(dim=-1, keepdim=True) / count
     var = ((h - mean).square() * mask).sum(dim=-1, keepdim=True) / count
     out = (h - mean) * torch.rsqrt(var + norm.eps)
+    if norm.affine:
+        out = out * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
+    return out
+
+
+def _normalized(h: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, norm: torch.nn.GroupNorm) -> torch.Tensor:
+    """GroupNorm (one group per channel) with given per-channel statistics."""
+    out = (h - mean[None, :, None]) * torch.rsqrt(var[None, :, None] + norm.eps)
     if norm.affine:
         out = out * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
     return out
@@ -228,13 +276,18 @@ class HubertExtractor:
         n = torch.tensor([n_samples + 2 * self.config.pad_samples])
         return int(self.model._get_feat_extract_output_lengths(n)[0])
 
-    def _conv_features(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _conv_features(self, x: torch.Tensor, lengths: torch.Tensor,
+                       norm_stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`norm_stats`: the per-channel mean and variance that the first layer's time-wise
+        GroupNorm uses instead of the item's own (those of a whole file, for a window of it)."""
         h = x[:, None, :]
         for layer in self.model.feature_extractor.conv_layers:
             h = layer.conv(h)
             lengths = (lengths - layer.conv.kernel_size[0]) // layer.conv.stride[0] + 1
             norm = getattr(layer, "layer_norm", None)
-            if isinstance(norm, torch.nn.GroupNorm):
+            if isinstance(norm, torch.nn.GroupNorm) and norm_stats:
+                h = _normalized(h.float(), norm_stats["mean"], norm_stats["var"], norm).to(h.dtype)
+            elif isinstance(norm, torch.nn.GroupNorm):
                 h = _masked_instance_norm(h, lengths, norm).to(h.dtype)
             elif norm is not None:  # LayerNorm over channels: per frame, nothing to mask
                 h = norm(h.transpose(1, 2)).transpose(1, 2)
@@ -248,9 +301,82 @@ class HubertExtractor:
             wavs = [(w - w.mean()) / np.sqrt(w.var() + 1e-7) for w in wavs]
         if pad:
             wavs = [np.pad(w, (pad, pad)) for w in wavs]
+        return self._encode(wavs)
+
+    # --- long audio, window by window (slamlib.tokenization.windows) ---------------------------
+
+    @property
+    def hop(self) -> int:
+        """Samples between frames."""
+        return math.prod(self.model.config.conv_stride)
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples one frame is computed from by the convolutions."""
+        field, step = 1, 1
+        for kernel, stride in zip(self.model.config.conv_kernel, self.model.config.conv_stride):
+            field, step = field + (kernel - 1) * step, step * stride
+        return field
+
+    def _padded(self, audio, a: int, b: int, stats: dict) -> np.ndarray:
+        """Samples a..b of the file as the encoder sees it: normalised (with the file's mean and
+        variance) and with `pad_samples` zeros on each side, so index 0 is the first zero."""
+        pad = self.config.pad_samples
+        seg = audio.read(a - pad, b - pad)
+        if self.config.normalize:
+            lo, hi = min(max(0, pad - a), len(seg)), max(0, min(len(seg), len(audio) + pad - a))
+            seg[lo:hi] = (seg[lo:hi] - stats["wav_mean"]) / np.sqrt(stats["wav_var"] + 1e-7)
+        return seg
+
+    @torch.inference_mode()
+    def file_stats(self, audio, chunk_seconds: float = 30.0) -> dict:
+        """What encoding a window needs from the whole file, in passes over it a chunk at a time:
+        the waveform's mean and variance (`normalize`) and the first convolution's per-channel
+        mean and variance over time (its GroupNorm normalises over the whole utterance)."""
+        stats: dict = {}
+        chunk = int(chunk_seconds * SAMPLE_RATE)
+        if self.config.normalize:
+            s = s2 = 0.0
+            for a in range(0, len(audio), chunk):
+                w = audio.read(a, min(len(audio), a + chunk)).astype(np.float64)
+                s, s2 = s + w.sum(), s2 + np.square(w).sum()
+            mean = s / len(audio)
+            stats.update(wav_mean=mean, wav_var=max(0.0, s2 / len(audio) - mean * mean))
+        first = self.model.feature_extractor.conv_layers[0]
+        if not isinstance(getattr(first, "layer_norm", None), torch.nn.GroupNorm):
+            return stats
+        kernel, stride = first.conv.kernel_size[0], first.conv.stride[0]
+        steps = (len(audio) + 2 * self.config.pad_samples - kernel) // stride + 1
+        per_chunk = max(1, chunk // stride)
+        total = torch.zeros(first.conv.out_channels, dtype=torch.float64, device=self.device)
+        total2 = torch.zeros_like(total)
+        with self._autocast:
+            for t0 in range(0, steps, per_chunk):
+                t1 = min(steps, t0 + per_chunk)
+                x = torch.from_numpy(self._padded(audio, t0 * stride, (t1 - 1) * stride + kernel, stats))
+                h = first.conv(x.to(self.device)[None, None, :])[0].double()
+                total, total2 = total + h.sum(dim=1), total2 + h.square().sum(dim=1)
+        mean = total / steps
+        stats.update(mean=mean.float(), var=(total2 / steps - mean.square()).clamp_min(0).float())
+        return stats
+
+    def frames_in(self, audio, k0: int, k1: int, margin: int, stats: dict) -> torch.Tensor:
+        """Features of frames k0..k1 of a LongAudio, encoded with `margin` frames of the file on
+        each side (fewer at its ends); the convolutions match the whole file's exactly."""
+        total = self.n_frames(len(audio))
+        g0, g1 = max(0, k0 - margin), min(total, k1 + margin)
+        seg = self._padded(audio, g0 * self.hop, (g1 - 1) * self.hop + self.receptive_field, stats)
+        feats = self._encode([seg], norm_stats=stats)[0]
+        if len(feats) != g1 - g0:
+            raise AssertionError(f"a window of frames {g0}..{g1} gave {len(feats)} frames")
+        return feats[k0 - g0: k1 - g0]
+
+    @torch.inference_mode()
+    def _encode(self, wavs: Sequence[np.ndarray], norm_stats: dict | None = None) -> list[torch.Tensor]:
+        """Hidden states of waveforms already normalised and padded."""
         x, lengths = pad_batch(wavs, self.device)
         with self._autocast:
-            feats, frames = self._conv_features(x, lengths)
+            feats, frames = self._conv_features(x, lengths, norm_stats)
             mask = torch.arange(feats.shape[1], device=feats.device)[None, :] < frames[:, None]
             hidden = self.model.feature_projection(feats)
             # hidden_states[layer] is the output of the layer itself, before the final LayerNorm

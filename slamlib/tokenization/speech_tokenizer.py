@@ -31,6 +31,7 @@ from slamlib.tokenization.features import (
 )
 from slamlib.tokenization.kmeans import KMeans, fit_kmeans, load_kmeans
 from slamlib.tokenization.units import UnitTokenizer, dedup
+from slamlib.tokenization.windows import LongAudio, window_cores, window_frames
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "speech_tokenizer.json"
@@ -74,7 +75,7 @@ class SpeechTokenizer:
     """Waveforms -> units (extractor + k-means + dedup) and ids (unit tokenizer)."""
 
     def __init__(self, extractor, kmeans: KMeans, dedup: bool = True, batch_seconds: float = 160.0,
-                 min_run: int = 1):
+                 min_run: int = 1, window_seconds: float = 60.0, window_overlap_seconds: float = 10.0):
         if kmeans.dim != extractor.dim:
             raise ValueError(f"k-means has {kmeans.dim}-dim centroids but the features are {extractor.dim}-dim")
         self.extractor = extractor
@@ -82,6 +83,9 @@ class SpeechTokenizer:
         self.dedup = dedup
         self.min_run = min_run  # runs shorter than this many frames are dropped before dedup
         self.batch_seconds = batch_seconds
+        # audio longer than a window is encoded window by window (slamlib.tokenization.windows)
+        window_frames(window_seconds, window_overlap_seconds, 1.0)  # checks the pair
+        self.window_seconds, self.window_overlap_seconds = window_seconds, window_overlap_seconds
 
     @property
     def n_units(self) -> int:
@@ -104,23 +108,56 @@ class SpeechTokenizer:
                 out[i] = feats
         return out
 
-    def tokenize(self, wavs: Sequence[np.ndarray] | np.ndarray) -> list[Tokenized] | Tokenized:
-        """Units for one waveform or a list of them (16 kHz mono float32)."""
-        single = isinstance(wavs, np.ndarray) and wavs.ndim == 1
-        batch = [wavs] if single else list(wavs)
-        feats = self.features(batch)
+    def frame_units(self, wavs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The unit of every frame (before dedup), each waveform encoded whole."""
+        feats = self.features(wavs)
         if feats and feats[0].is_cuda:  # one assignment and one copy to the host: no wait per utterance
             flat = self.kmeans.assign(torch.cat(feats)).cpu().numpy()
-            assigned = np.split(flat, np.cumsum([len(f) for f in feats])[:-1])
-        else:  # per utterance: on a CPU its distances stay in cache (15-30% faster than all at once)
-            assigned = [self.kmeans.assign(f).numpy() for f in feats]
-        results = []
-        for wav, frames in zip(batch, assigned):
-            if self.dedup:
-                units, durations = dedup(frames, self.min_run)
-            else:
-                units, durations = frames, np.ones_like(frames)
-            results.append(Tokenized(units, durations, len(wav) / SAMPLE_RATE, self.frame_rate))
+            return np.split(flat, np.cumsum([len(f) for f in feats])[:-1])
+        # per utterance: on a CPU its distances stay in cache (15-30% faster than all at once)
+        return [self.kmeans.assign(f).numpy() for f in feats]
+
+    def frame_units_long(self, audio: LongAudio, window_seconds: float | None = None,
+                         overlap_seconds: float | None = None) -> np.ndarray:
+        """The unit of every frame of audio of any length, encoded window by window (cores of
+        `window - overlap` seconds, each with `overlap / 2` seconds of context on both sides):
+        memory stays that of one window."""
+        window = self.window_seconds if window_seconds is None else window_seconds
+        overlap = self.window_overlap_seconds if overlap_seconds is None else overlap_seconds
+        core, margin = window_frames(window, overlap, self.frame_rate)
+        stats = self.extractor.file_stats(audio)
+        n_frames = self.extractor.n_frames(len(audio))
+        return np.concatenate([np.zeros(0, dtype=np.int64)] + [
+            self.kmeans.assign(self.extractor.frames_in(audio, k0, k1, margin, stats)).cpu().numpy()
+            for k0, k1 in window_cores(n_frames, core)])
+
+    def _result(self, frames: np.ndarray, n_samples: int) -> Tokenized:
+        if self.dedup:
+            units, durations = dedup(frames, self.min_run)
+        else:
+            units, durations = frames, np.ones_like(frames)
+        return Tokenized(units, durations, n_samples / SAMPLE_RATE, self.frame_rate)
+
+    def tokenize_long(self, audio: LongAudio) -> Tokenized:
+        """Units of audio read piece by piece (a long file, a Libri-Light utterance), deduplicated
+        across window seams as if it were encoded whole."""
+        return self._result(self.frame_units_long(audio), len(audio))
+
+    def is_long(self, n_samples: int) -> bool:
+        """Whether audio this long is encoded window by window."""
+        return n_samples > self.window_seconds * SAMPLE_RATE
+
+    def tokenize(self, wavs: Sequence[np.ndarray] | np.ndarray) -> list[Tokenized] | Tokenized:
+        """Units for one waveform or a list of them (16 kHz mono float32); a waveform longer
+        than `window_seconds` is encoded window by window."""
+        single = isinstance(wavs, np.ndarray) and wavs.ndim == 1
+        batch = [wavs] if single else list(wavs)
+        short = [i for i, w in enumerate(batch) if not self.is_long(len(w))]
+        results: list[Tokenized | None] = [None] * len(batch)
+        for i, frames in zip(short, self.frame_units([batch[i] for i in short])):
+            results[i] = self._result(frames, len(batch[i]))
+        for i in set(range(len(batch))) - set(short):
+            results[i] = self.tokenize_long(LongAudio.of(batch[i]))
         return results[0] if single else results
 
     def encode(self, wav: np.ndarray) -> list[int]:
@@ -181,9 +218,11 @@ class SpeechTokenizer:
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device="auto", batch_seconds: float = 160.0,
-             precision: str | None = None) -> "SpeechTokenizer":
+             precision: str | None = None, window_seconds: float = 60.0,
+             window_overlap_seconds: float = 10.0) -> "SpeechTokenizer":
         """`precision`: run a HuBERT encoder in this precision instead of the saved one (it
-        decides how the encoder runs, not which k-means goes with it)."""
+        decides how the encoder runs, not which k-means goes with it). The batch and window
+        settings say how it runs, so they are not saved."""
         directory = Path(directory)
         path = directory / CONFIG_NAME
         if not path.exists():
@@ -201,7 +240,8 @@ class SpeechTokenizer:
             raise ValueError(f"{directory / config['kmeans']}: centroids differ from those {path} was saved with")
         extractor = make_extractor(features_config_from_dict(features), device=device)
         return cls(extractor, kmeans, dedup=config["dedup"], batch_seconds=batch_seconds,
-                   min_run=config.get("min_run", 1))
+                   min_run=config.get("min_run", 1), window_seconds=window_seconds,
+                   window_overlap_seconds=window_overlap_seconds)
 
 
 def fit_speech_tokenizer(config, wavs: Iterable[np.ndarray], *, device="auto", seed: int = 0) -> SpeechTokenizer:
@@ -225,7 +265,8 @@ def fit_speech_tokenizer(config, wavs: Iterable[np.ndarray], *, device="auto", s
 def _configured(config, extractor, kmeans: KMeans) -> SpeechTokenizer:
     """A SpeechTokenizer with a `TokenizerConfig`'s dedup, batch and min_run settings."""
     return SpeechTokenizer(extractor, kmeans, dedup=config.dedup, batch_seconds=config.batch_seconds,
-                           min_run=config.min_run)
+                           min_run=config.min_run, window_seconds=config.window_seconds,
+                           window_overlap_seconds=config.window_overlap_seconds)
 
 
 def build_speech_tokenizer(config, *, fit_audio: Iterable[np.ndarray] | None = None, device="auto",
@@ -256,13 +297,16 @@ def load_or_build_speech_tokenizer(config, directory: str | os.PathLike, *,
     directory = Path(directory)
     # how it runs (applied on loading) and where the encoder is stored do not change the units
     made_with = reuse.settings(config, "tokenizer.", leave_out=("batch_seconds", "features.precision",
-                                                                "features.model"))
+                                                                "features.model", "window_seconds",
+                                                                "window_overlap_seconds"))
     if not config.kmeans:
         made_with.update({"seed": seed, **{f"fit on {k}": v for k, v in (fit_from or {}).items()}})
     if (directory / CONFIG_NAME).exists() and reuse.matches(directory, made_with, what=str(directory),
                                                             redo="building it again"):
         return SpeechTokenizer.load(directory, device=device, batch_seconds=config.batch_seconds,
-                                    precision=getattr(config.features, "precision", None))
+                                    precision=getattr(config.features, "precision", None),
+                                    window_seconds=config.window_seconds,
+                                    window_overlap_seconds=config.window_overlap_seconds)
     tokenizer = build_speech_tokenizer(config, fit_audio=fit_audio, device=device, seed=seed)
     tokenizer.save(directory)
     reuse.record(directory, made_with)
