@@ -48,7 +48,7 @@ FIELDS = {
     **dict.fromkeys((
         "lr", "temperature", "beta", "fit_seconds", "batch_seconds", "prompt_seconds", "epochs", "repetition_penalty",
         "max_grad_norm", "adam_eps", "rope_theta", "frame_rate", "win_ms", "floor", "rms_norm_eps", "seconds",
-        "window_seconds", "chunk_seconds", "target_seconds"),
+        "window_seconds", "chunk_seconds", "target_seconds", "librilight_target_seconds"),
         "positive"),
     **dict.fromkeys(("min_lr", "weight_decay", "sft_weight", "f_min", "f_max", "window_overlap_seconds"), "nonnegative"),
     **dict.fromkeys(("action_prob", "home_prob", "feeling_prob", "read_activity_fraction", "max_auto_bleu",

@@ -64,20 +64,52 @@ def _is_audio_folder(path: Path) -> bool:
 
 
 def cmd_tokenize(args) -> dict:
-    from slamlib.locks import folder_lock
+    from slamlib.locks import folder_lock, share_lock
 
+    num_shards, shard_index = _sharding(args)
+    if num_shards > 1:  # this process's share only: the other shares work beside it
+        with share_lock(args.out, f"slamlib tokenize, share {shard_index} of 0..{num_shards - 1}",
+                        f"{shard_index}-of-{num_shards}"):
+            return _tokenize(args, num_shards, shard_index)
     with folder_lock(args.out, "slamlib tokenize"):  # before the speech tokenizer is fitted into it
-        return _tokenize(args)
+        return _tokenize(args, 1, 0)
 
 
-def _tokenize(args) -> dict:
+def _sharding(args) -> tuple[int, int]:
+    """(number of shares, this process's share): --num-shards/--shard-index, else the
+    processes of `accelerate launch` (WORLD_SIZE, RANK), else one."""
+    import os
+
+    if (args.num_shards is None) != (args.shard_index is None):
+        raise ValueError("give --num-shards and --shard-index together (or neither)")
+    if args.num_shards is not None:
+        if args.shard_index >= args.num_shards:
+            raise ValueError(f"--shard-index {args.shard_index} must be below --num-shards {args.num_shards}"
+                             f" (shares are numbered 0..{args.num_shards - 1})")
+        return args.num_shards, args.shard_index
+    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+
+
+def _share_device(device: str, num_shards: int) -> str:
+    """Under `accelerate launch`, each process on its own card (LOCAL_RANK)."""
+    import os
+
+    import torch
+
+    if num_shards > 1 and device in (None, "auto") and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        return f"cuda:{os.environ['LOCAL_RANK']}"
+    return device
+
+
+def _tokenize(args, num_shards: int, shard_index: int) -> dict:
     from slamlib import hub
     from slamlib.tokenization.corpus import dataset_items, folder_items, tokenize_corpus
-    from slamlib.tokenization.speech_tokenizer import SpeechTokenizer, load_or_build_speech_tokenizer
+    from slamlib.tokenization.speech_tokenizer import (SpeechTokenizer, build_speech_tokenizer,
+                                                       load_or_build_speech_tokenizer)
 
     profile = _profile(args)
     out = Path(args.out)
-    device = args.device or profile.device
+    device = _share_device(args.device or profile.device, num_shards)
     source_path = Path(args.input)
     if _is_audio_folder(source_path) and not args.dataset:
         source = source_path
@@ -89,7 +121,14 @@ def _tokenize(args) -> dict:
 
     saved = out / "speech_tokenizer"
     if args.tokenizer:
-        tokenizer = SpeechTokenizer.load(args.tokenizer, device=device)
+        tokenizer = SpeechTokenizer.load(args.tokenizer, device=device, window_seconds=profile.tokenizer.window_seconds,
+                                         window_overlap_seconds=profile.tokenizer.window_overlap_seconds)
+    elif num_shards > 1 and not profile.tokenizer.kmeans:
+        raise ValueError(f"profile {profile.name} fits its k-means, which one process must do before a corpus is"
+                         " spread over several: tokenize with one process first (or notebook 01) and pass --tokenizer"
+                         f" {saved}")
+    elif num_shards > 1 and shard_index > 0:  # share 0 saves it; the same pretrained k-means here
+        tokenizer = build_speech_tokenizer(profile.tokenizer, device=device, seed=profile.seed)
     else:
         def fit_audio():
             for item in items():
@@ -103,10 +142,13 @@ def _tokenize(args) -> dict:
     summary = tokenize_corpus(
         source, out, tokenizer, shard_size=args.shard_size, audio_column=args.audio_column,
         id_column=args.id_column, keep_columns=args.keep_columns, max_items=args.max_items,
-        progress=not args.quiet,
+        progress=not args.quiet, num_shards=num_shards, shard_index=shard_index,
+        target_seconds=profile.data.librilight_target_seconds,
     )
     for bad in summary["bad"]:
         print(f"skipped bad audio: {bad['source']}: {bad['reason']}", file=sys.stderr)
+    for note in summary["notes"]:
+        print(f"{note['source']}: {note['reason']}", file=sys.stderr)
     if names := [s["source"] for s in summary["skipped"]]:
         print(f"not audio, so not tokenized ({len(names)} files, listed in {out / 'bad_audio.json'}): "
               + ", ".join(names[:5]) + (", ..." if len(names) > 5 else ""), file=sys.stderr)
@@ -167,7 +209,7 @@ def cmd_train(args) -> dict:
     profile = _profile(args)
     if profile.train is None:
         raise ValueError(f"profile {profile.name} has no training settings")
-    folders = training_folders(args.data, profile.train.corpora)
+    folders = training_folders(args.data, profile.data.training_corpora(profile.train.corpora))
     start = args.init
     if start is None:
         from slamlib.runs import RunDir
@@ -350,6 +392,9 @@ def _tokenize_parser(sub) -> None:
     p.add_argument("--keep-columns", nargs="*", default=[], help="extra columns to copy into the shards")
     p.add_argument("--max-items", type=arg("count"), help="at most this many utterances")
     p.add_argument("--shard-size", type=arg("count"), default=1000, help="utterances a shard")
+    p.add_argument("--num-shards", type=arg("count"), help="spread the corpus over this many processes (job"
+                   " arrays; under `accelerate launch` its processes are the shares)")
+    p.add_argument("--shard-index", type=arg("count0"), help="this process's share, 0 to --num-shards - 1")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the profile's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_tokenize)

@@ -29,31 +29,41 @@ OWNER_NAME = ".slamlib.owner.json"
 OWNER_ENV = "SLAMLIB_LOCK_OWNER"  # a process id whose locks this process may work inside
 
 _held: dict[Path, object] = {}  # folder -> its FileLock, for the locks this process holds
+_held_shares: set[tuple[Path, str]] = set()  # (folder, share) this process holds (share_lock)
 
 
 class FolderInUse(RuntimeError):
     """Another process holds the folder (or a folder around it)."""
 
 
-def _owner(folder: Path) -> dict:
+def _owner(folder: Path, share: str | None = None) -> dict:
     try:
-        return json.loads((folder / OWNER_NAME).read_text())
+        return json.loads((folder / (OWNER_NAME if share is None else _share_name(share, "owner.json"))).read_text())
     except (OSError, ValueError):
         return {}
 
 
-def describe_owner(folder: Path) -> str:
-    """Who holds `folder`, in words.
+def _share_name(share: str, kind: str) -> str:
+    return f".slamlib.{share}.{kind}"
+
+
+def describe_owner(folder: Path, share: str | None = None) -> str:
+    """Who holds `folder` (or one share of it), in words; the shares at work when the folder's
+    own holder is not named.
 
     >>> import tempfile
     >>> describe_owner(Path(tempfile.mkdtemp()))
     'another process'
     """
-    owner = _owner(folder)
-    if not owner:
-        return "another process"
-    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("since", 0)))
-    return f"process {owner.get('pid')} ({owner.get('what', '?')}, since {since})"
+    owners = [_owner(folder, share)]
+    if share is None and not owners[0]:
+        owners = [_owner(folder, p.name[len(".slamlib."):-len(".owner.json")])
+                  for p in sorted(folder.glob(_share_name("*", "owner.json")))]
+    described = []
+    for owner in filter(None, owners):
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("since", 0)))
+        described.append(f"process {owner.get('pid')} ({owner.get('what', '?')}, since {since})")
+    return ", ".join(described) or "another process"
 
 
 def _held_for_us(folder: Path) -> bool:
@@ -120,6 +130,58 @@ def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             (folder / OWNER_NAME).unlink()
         lock.release()
+
+
+@contextlib.contextmanager
+def share_lock(folder: str | os.PathLike, what: str, share: str) -> Iterator[Path]:
+    """Hold one share of `folder` (a sharded job's process: `share` such as "2-of-8"): the other
+    shares work beside it, while a second process on the same share, or any command that holds
+    the whole folder (`folder_lock`), is refused, and whole-folder commands are refused while any
+    share works. The shares hold the folder's lock shared (`flock`), the whole-folder commands
+    exclusively.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> with share_lock(root, "tokenize", "0-of-2"), share_lock(root, "tokenize", "1-of-2"):
+    ...     sorted(p.name for p in root.glob("*.owner.json"))
+    ['.slamlib.0-of-2.owner.json', '.slamlib.1-of-2.owner.json']
+    """
+    import fcntl
+
+    import filelock
+
+    folder = Path(folder).resolve()
+    if (folder, share) in _held_shares or any(f in _held or _held_for_us(f) for f in (folder, *folder.parents)):
+        yield folder  # this process holds the share, or the whole folder, already
+        return
+    for around in folder.parents:
+        if _in_use(around):
+            raise _refuse(folder, around)
+    folder.mkdir(parents=True, exist_ok=True)
+    whole = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(whole, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(whole)
+        raise _refuse(folder, folder) from None
+    own = filelock.FileLock(folder / _share_name(share, "lock"), timeout=0)
+    try:
+        own.acquire()
+    except filelock.Timeout:
+        os.close(whole)
+        raise FolderInUse(f"{folder}: share {share} is in use by {describe_owner(folder, share)}; wait for it"
+                          " to finish (a process that was killed holds nothing)") from None
+    owner = folder / _share_name(share, "owner.json")
+    owner.write_text(json.dumps({"pid": os.getpid(), "what": what, "since": time.time()}))
+    _held_shares.add((folder, share))
+    try:
+        yield folder
+    finally:
+        _held_shares.discard((folder, share))
+        with contextlib.suppress(OSError):
+            owner.unlink()
+        own.release()
+        os.close(whole)  # drops the shared lock
 
 
 def owner_env() -> dict[str, str]:

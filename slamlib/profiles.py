@@ -143,7 +143,8 @@ SLAM = Profile(
         n_utterances=64, audio_column="audio", text_column="text",
     ),
     # Paper §4 / Table 8: LibriSpeech + Libri-Light + sTinyStories for pre-training, SpokenSwag
-    # for DPO. Libri-Light is not on the hub in a loadable form: add it as a local HubCorpus.
+    # for DPO. Libri-Light is not on the hub in a loadable form: download its release and point
+    # at it with --set data.librilight=/data/librilight (cut by its voice activity, 60 s utterances).
     data=DataConfig(hub=(
         HubCorpus("librispeech", "openslr/librispeech_asr", config="all",
                   split="train.clean.100+train.clean.360+train.other.500", id_column="id"),

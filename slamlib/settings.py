@@ -183,6 +183,15 @@ class DataConfig:
 
     synthetic: SynthConfig | None = None
     hub: tuple[HubCorpus, ...] = ()
+    # a local Libri-Light folder (its release layout: SUBSET/SPEAKER/BOOK/FILE.flac + FILE.json), cut into
+    # utterances by its voice activity (slamlib.data.librilight) and pretrained on with the other corpora
+    librilight: str | None = None
+    # voiced seconds an utterance gathers: Libri-Light's cut_by_vad.py default, and about one 1024-unit context
+    librilight_target_seconds: float = 60.0
+
+    def training_corpora(self, corpora: tuple[str, ...]) -> tuple[str, ...]:
+        """The units folders pretraining reads: `train.corpora`, and Libri-Light when a path is given."""
+        return corpora + ("librilight",) if self.librilight and "librilight" not in corpora else corpora
 
 
 @dataclass(frozen=True)

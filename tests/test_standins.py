@@ -129,6 +129,31 @@ def test_parquet_schemas_are_the_published_ones(standins):
         "train.clean.100", "train.clean.360", "train.other.500", "validation.clean"]
 
 
+def test_librilight_layout_cut_by_voice_activity_and_windowed(standins, profile, speech_tokenizer, tmp_path):
+    """SUBSET/SPEAKER/BOOK/FILE.flac with FILE.json; its utterances pass the window, so the slam
+    tokenizer encodes them window by window, and the units equal reading each span whole."""
+    from slamlib.data.librilight import librilight_items
+    from slamlib.standins import LIBRILIGHT_FILES
+    from slamlib.tokenization.corpus import read_units, tokenize_corpus
+
+    subset, speaker, book, name, _ = LIBRILIGHT_FILES[0]
+    flac = standins.librilight / subset / speaker / book / f"{name}.flac"
+    meta = json.loads(flac.with_suffix(".json").read_text())
+    assert set(meta) == {"speaker", "book_meta", "snr", "voice_activity"} and meta["speaker"] == speaker
+    assert profile.data.librilight == str(standins.librilight) and profile.tokenizer.window_seconds == 20
+    items, notes = librilight_items(standins.librilight, profile.data.librilight_target_seconds)
+    assert notes == [] and all(i.id.startswith(f"{subset}/") for i in items)
+    long = [i for i in items if speech_tokenizer.is_long(int(i.seconds * 16_000))]
+    assert long and max(i.seconds for i in items) <= profile.data.librilight_target_seconds
+    speech_tokenizer.window_seconds, speech_tokenizer.window_overlap_seconds = 20.0, 4.0
+    summary = tokenize_corpus(standins.librilight, tmp_path / "ll", speech_tokenizer, progress=False)
+    assert summary["tokenized"] == len(items)
+    table = read_units(tmp_path / "ll").set_index("id")
+    frames = speech_tokenizer.frame_units([long[0].load()])[0]
+    windowed = np.repeat(table.loc[long[0].id, "units"], table.loc[long[0].id, "durations"])
+    assert len(windowed) == len(frames) and (windowed == frames).mean() >= 0.99
+
+
 def test_librispeech_through_the_corpus_reader(standins, profile):
     from slamlib.audio import decode_audio
     from slamlib.data.corpora import load_hub_corpus

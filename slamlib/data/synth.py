@@ -335,7 +335,24 @@ def prepare_data(profile, run: RunDir, tokenizer=None, *, max_rows: int | None =
             dataset, run.folder("units", corpus.name), tokenizer, kind=corpus.kind, id_column=corpus.id_column,
             keep_columns=corpus.keep_columns, audio_column=corpus.audio_column, name=f"{corpus.name} ({corpus.dataset})",
             max_auto_bleu=corpus.max_auto_bleu, progress=progress, replace_stale=True)
+    if profile.data.librilight:
+        summary["units"]["librilight"] = tokenize_librilight(profile.data, run.folder("units", "librilight"),
+                                                             tokenizer, progress=progress)
     return summary
+
+
+def tokenize_librilight(data, out_dir, tokenizer, *, progress: bool = True, **sharding) -> dict:
+    """The Libri-Light folder of a `DataConfig` cut by its voice activity and tokenized into
+    `out_dir` (units made from another folder or another target length are replaced)."""
+    from slamlib.tokenization.corpus import tokenize_corpus
+
+    folder = Path(data.librilight)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data.librilight={data.librilight}: no such folder (download Libri-Light's small,"
+                                " medium, large or duplicate subset and point there)")
+    made_from = f"{reuse.content_key(folder)} target={data.librilight_target_seconds}"
+    return tokenize_corpus(folder, out_dir, tokenizer, target_seconds=data.librilight_target_seconds,
+                           made_from=made_from, replace_stale=True, progress=progress, **sharding)
 
 
 def scaled(profile, factor: float):

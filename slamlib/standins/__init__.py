@@ -2,7 +2,8 @@
 
 The `slam` profile reads a dozen published assets (mHuBERT-25Hz, the TWIST k-means and unit
 HiFi-GAN, Qwen2.5-0.5B, Whisper, Llama-3.2-1B, LibriSpeech, sTinyStories, SpokenSwag, the
-SpokenStoryCloze / ZeroSpeech sBLIMP / SALMon benchmark folders, a published Slam checkpoint).
+SpokenStoryCloze / ZeroSpeech sBLIMP / SALMon benchmark folders, a published Slam checkpoint) and
+Libri-Light (a local download).
 `build_standins(root)` writes one stand-in for each, in the file format and layout of the real
 one, so that every code path that reads a real asset can run on a CPU in seconds and without the
 network:
@@ -32,8 +33,8 @@ from pathlib import Path
 
 from slamlib.standins.models import _QWEN2_ARCH, _llama, _plain_speech_lm, _qwen2, _slamkit_checkpoint, _whisper
 from slamlib.standins.speech import (  # noqa: F401 (the sizes tests check against)
-    LIBRISPEECH_SPLITS, N_SALMON, N_SBLIMP_IDS, N_STORIES, N_STORYCLOZE, N_SWAG, SALMON_PARTS, SAMPLE_RATE,
-    SBLIMP_VOICES, _librispeech, _salmon, _sblimp, _Speaker, _spokenswag, _stinystories, _storycloze, _texts)
+    LIBRILIGHT_FILES, LIBRISPEECH_SPLITS, N_SALMON, N_SBLIMP_IDS, N_STORIES, N_STORYCLOZE, N_SWAG, SALMON_PARTS, SAMPLE_RATE,
+    SBLIMP_VOICES, _librilight, _librispeech, _salmon, _sblimp, _Speaker, _spokenswag, _stinystories, _storycloze, _texts)
 from slamlib.standins.units import (  # noqa: F401
     FIT_SECONDS, HIFIGAN_CONFIG_NAME, HIFIGAN_NAME, HUBERT_LAYER, KMEANS_NAME, N_UNITS, _hifigan, _hubert, _kmeans)
 
@@ -59,6 +60,7 @@ class StandIns:
     tsc: Path  # SpokenStoryCloze tSC
     sblimp: Path  # ZeroSpeech 2021 sLM21_dataset/syntactic/dev: gold.csv + wavs
     salmon: Path  # SALMon: PART/sample_<index>_<0|1>.wav
+    librilight: Path  # Libri-Light: SUBSET/SPEAKER/BOOK/FILE.flac + FILE.json (voice activity)
 
 
 def build_standins(root, seed: int = 0) -> StandIns:
@@ -77,13 +79,14 @@ def build_standins(root, seed: int = 0) -> StandIns:
         speech_lm=root / "slam_scaled", speech_lm_plain=root / "slam_scaled_transformers", librispeech=root / "librispeech_asr", stinystories=root / "sTinyStories",
         spokenswag=root / "SpokenSwag", ssc=root / "spoken_storycloze" / "sSC",
         tsc=root / "spoken_storycloze" / "tSC", sblimp=root / "sLM21_dataset" / "syntactic" / "dev",
-        salmon=root / "salmon",
+        salmon=root / "salmon", librilight=root / "librilight",
     )
     speaker = _Speaker()
     try:
         speech = []  # waveforms of the pretraining corpora: the k-means is fitted on their features
         speech += _librispeech(s.librispeech, speaker, rng)
         speech += _stinystories(s.stinystories, speaker, rng)
+        _librilight(s.librilight, speaker, random.Random(seed + 1))  # its own stream: the others stay as they were
         _spokenswag(s.spokenswag, speaker, rng)
         _storycloze(s.ssc, s.tsc, speaker, rng)
         _sblimp(s.sblimp, speaker, rng)
@@ -139,7 +142,10 @@ def slam_overrides(standins: StandIns, steps: int = 10) -> dict[str, str]:
         "data.hub.librispeech.dataset": str(s.librispeech),
         "data.hub.stinystories.dataset": str(s.stinystories),
         "data.hub.spokenswag.dataset": str(s.spokenswag),
-        # sizes
+        "data.librilight": str(s.librilight),
+        # sizes (a window shorter than a Libri-Light utterance, so that windowed encoding runs)
+        "tokenizer.window_seconds": "20",
+        "tokenizer.window_overlap_seconds": "4",
         "speech_sample.n_utterances": "4",
         "data.hub.librispeech.rows": "8",
         "data.hub.stinystories.rows": "8",

@@ -213,3 +213,36 @@ def _salmon(folder: Path, speak: _Speaker, rng: random.Random) -> None:
             _write_wav(folder / part / f"sample_{i}_1.wav", np.concatenate([a, changed]))
 
 
+
+
+# Libri-Light: (subset, speaker, book, file, sentences); one file runs past the tokenizer's window
+LIBRILIGHT_FILES = (("small", "100", "sea_fairies_0812_librivox_64kb_mp3", "01_baum_sea_fairies_64kb", 14),
+                    ("small", "1012", "tale_of_two_bad_mice_0810_librivox_64kb_mp3", "02_potter_two_bad_mice_64kb", 4))
+
+
+def _librilight(folder: Path, speak: _Speaker, rng: random.Random) -> list[np.ndarray]:
+    """Libri-Light's release layout, SUBSET/SPEAKER/BOOK/FILE.flac with FILE.json beside it
+    (`speaker`, `book_meta`, `snr`, `voice_activity`: [[onset, offset], ...] in seconds): LibriVox
+    chapters read as sentences with pauses of 0.4-2 s between them, and the voiced spans in the JSON."""
+    import json
+
+    waves = []
+    for subset, speaker, book, name, n in LIBRILIGHT_FILES:
+        pieces, spans, t = [], [], 0.0
+        for _ in range(n):
+            pause = np.zeros(int(rng.uniform(0.4, 2.0) * SAMPLE_RATE), np.float32)
+            wav = speak(" ".join(_sentence(rng) for _ in range(2)), voice=int(speaker))
+            t += len(pause) / SAMPLE_RATE
+            spans.append([round(t, 2), round(t + len(wav) / SAMPLE_RATE, 2)])
+            t += len(wav) / SAMPLE_RATE
+            pieces += [pause, wav]
+            waves.append(wav)
+        audio = np.concatenate(pieces + [np.zeros(SAMPLE_RATE // 2, np.float32)])
+        path = folder / subset / speaker / book / f"{name}.flac"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_encode(audio, "FLAC"))
+        meta = {"speaker": speaker, "book_meta": {"id": book.split("_")[-4], "title": book.rsplit("_", 4)[0],
+                                                  "url_librivox": f"https://librivox.org/{book}"},
+                "snr": round(rng.uniform(8, 20), 4), "voice_activity": spans}
+        path.with_suffix(".json").write_text(json.dumps(meta))
+    return waves

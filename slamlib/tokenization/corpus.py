@@ -24,7 +24,7 @@ import soundfile as sf
 
 from slamlib.audio import SAMPLE_RATE, AudioError, audio_duration, decode_audio, list_audio_files, load_audio
 from slamlib.checks import check
-from slamlib.locks import folder_lock
+from slamlib.locks import folder_lock, share_lock
 from slamlib.progress import progress as progress_bar
 from slamlib.tokenization.speech_tokenizer import SpeechTokenizer
 from slamlib.tokenization.windows import LongAudio
@@ -177,10 +177,14 @@ def _check_info(out_dir: Path, tokenizer: SpeechTokenizer, made_from: str | None
             )
         print(f"{out_dir}: made from another speech tokenizer or other audio ({'; '.join(stale)});"
               " tokenizing again", flush=True)
-        for old_file in [*out_dir.glob("shard-*.parquet"), out_dir / "bad_audio.json", path]:
+        for old_file in [*out_dir.glob("shard-*.parquet"), *out_dir.glob("bad_audio*.json"), path]:
             old_file.unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(info, indent=2) + "\n")
+    info["windows"] = {"window_seconds": tokenizer.window_seconds,  # how audio longer than a window was encoded
+                       "window_overlap_seconds": tokenizer.window_overlap_seconds}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # the shares of one job write it side by side
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 COMPANIONS = ("metadata.csv",)  # files that belong beside audio (columns of it)
@@ -208,20 +212,24 @@ def not_audio(folder: str | os.PathLike) -> list[dict]:
             and p.name not in COMPANIONS and not (p.suffix == ".json" and p.with_suffix("") in audio)]
 
 
-def _source_items(source, *, audio_column: str, id_column: str | None,
-                  keep_columns: Sequence[str]) -> tuple[Iterable[AudioItem], float | None, str]:
-    """The items of a folder, a `datasets` dataset or AudioItems; their total seconds where they
-    are known up front (for the progress bar); a name for messages."""
+def _source_items(source, *, audio_column: str, id_column: str | None, keep_columns: Sequence[str],
+                  target_seconds: float = 60.0) -> tuple[Iterable[AudioItem], float | None, str, list[dict]]:
+    """The items of a folder (Libri-Light's layout cut by its voice activity), a `datasets`
+    dataset or AudioItems; their total seconds where they are known up front (for the progress
+    bar); a name for messages; what the reading noted (files cut or skipped)."""
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        items = folder_items(source, keep_columns)
-        return items, sum(i.seconds or 0.0 for i in items), str(source)
+        from slamlib.data.librilight import is_librilight, librilight_items
+
+        items, notes = librilight_items(source, target_seconds) if is_librilight(source) else (
+            folder_items(source, keep_columns), [])
+        return items, sum(i.seconds or 0.0 for i in items), str(source), notes
     if isinstance(source, (str, os.PathLike)):
         raise FileNotFoundError(f"{source}: not a folder of audio (for a hub dataset, load it with slamlib.hub.load_dataset)")
     if not hasattr(source, "column_names"):  # already AudioItems
-        return source, None, "items"
+        return source, None, "items", []
     name = getattr(source, "info", None) and source.info.dataset_name or "dataset"
     return dataset_items(source, audio_column=audio_column, id_column=id_column, keep_columns=keep_columns,
-                         name=name), None, name
+                         name=name), None, name, []
 
 
 def _pending(items: Iterable[AudioItem], already: set[str], name: str, max_items: int | None) -> Iterator[AudioItem]:
@@ -242,11 +250,12 @@ class _ShardWriter:
     at a time (one batched call of the tokenizer), written `shard_size` utterances a shard."""
 
     def __init__(self, out_dir: Path, tokenizer: SpeechTokenizer, *, keep_columns: Sequence[str], shard_size: int,
-                 chunk_seconds: float, bar):
+                 chunk_seconds: float, bar, share: str | None = None):
         self.out_dir, self.tokenizer, self.keep_columns, self.bar = out_dir, tokenizer, keep_columns, bar
         self.shard_size, self.window_samples = shard_size, chunk_seconds * SAMPLE_RATE
-        existing = sorted(out_dir.glob(SHARD_GLOB))
-        self.next_shard = 1 + max((int(p.stem.split("-")[1]) for p in existing), default=-1)
+        self.prefix = f"shard-{share}-" if share else "shard-"  # a share numbers its own shards
+        existing = [p for p in out_dir.glob(f"{self.prefix}*.parquet") if p.stem[len(self.prefix):].isdigit()]
+        self.next_shard = 1 + max((int(p.stem[len(self.prefix):]) for p in existing), default=-1)
         self.window: list[tuple[AudioItem, np.ndarray]] = []
         self.samples = 0  # in the window since it was last tokenized
         self.rows: list[dict] = []
@@ -286,7 +295,7 @@ class _ShardWriter:
     def flush_shard(self) -> None:
         self.flush_window()
         if self.rows:
-            _write_shard(self.out_dir / f"shard-{self.next_shard:05d}.parquet", self.rows, self.keep_columns)
+            _write_shard(self.out_dir / f"{self.prefix}{self.next_shard:05d}.parquet", self.rows, self.keep_columns)
             self.next_shard += 1
             self.shards_written += 1
             self.rows.clear()
@@ -307,6 +316,9 @@ def tokenize_corpus(
     progress: bool = True,
     made_from: str | None = None,
     replace_stale: bool = False,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    target_seconds: float = 60.0,
 ) -> dict:
     """Tokenize a folder of audio, a `datasets` dataset, or AudioItems into parquet shards.
 
@@ -319,31 +331,68 @@ def tokenize_corpus(
     16 kHz file longer than the tokenizer's `window_seconds` is never decoded whole: it is read
     and encoded window by window (`SpeechTokenizer.tokenize_long`).
 
-    Only one process writes `out_dir` at a time (`slamlib.locks`): shard numbers are taken under
-    its lock.
+    A folder in Libri-Light's layout (audio with a voice-activity JSON beside it) is cut into
+    utterances by its voice activity, joined up to `target_seconds` (`slamlib.data.librilight`).
+
+    One corpus can be spread over processes: with `num_shards` N, the process `shard_index` I
+    takes every N-th utterance (longest first, so that a lack of memory shows at once; in
+    source order where lengths are unknown) and writes its own shards (`shard-I-of-N-K.parquet`)
+    into the one folder. The shares work side by side, each resumable on its own; together they
+    hold exactly the rows one process writes.
+
+    Only one process writes `out_dir` (or a share of it) at a time (`slamlib.locks`): shard
+    numbers are taken under its lock.
 
     Returns a summary: counts, audio seconds, units per second, speed, and the bad inputs
-    (also written to `bad_audio.json`)."""
+    (also written to `bad_audio.json`, or `bad_audio-I-of-N.json` for a share)."""
     check("shard_size", shard_size, "count", optional=False), check("max_items", max_items, "count")
     check("chunk_seconds", chunk_seconds, "positive", optional=False)
-    with folder_lock(out_dir, "tokenizing"):
+    check("num_shards", num_shards, "count", optional=False), check("target_seconds", target_seconds, "positive")
+    if not (isinstance(shard_index, int) and 0 <= shard_index < num_shards):
+        raise ValueError(f"shard_index={shard_index!r} must be a whole number from 0 to num_shards - 1 ({num_shards - 1})")
+    share = f"{shard_index}-of-{num_shards}" if num_shards > 1 else None
+    lock = share_lock(out_dir, "tokenizing", share) if share else folder_lock(out_dir, "tokenizing")
+    with lock:
         return _tokenize_corpus(source, Path(out_dir), tokenizer, shard_size=shard_size, chunk_seconds=chunk_seconds,
                                 audio_column=audio_column, id_column=id_column, keep_columns=keep_columns,
                                 max_items=max_items, decode_threads=decode_threads, progress=progress,
-                                made_from=made_from, replace_stale=replace_stale)
+                                made_from=made_from, replace_stale=replace_stale, share=share,
+                                target_seconds=target_seconds)
+
+
+def share_of(items: Iterable[AudioItem], num_shards: int, shard_index: int) -> Iterable[AudioItem]:
+    """The items of one share: every `num_shards`-th of them, longest first (ties by id) when
+    every length is known, else in source order (a stream is never held whole).
+
+    >>> items = [AudioItem(f"u{i}", "", None, s) for i, s in enumerate([1.0, 5.0, 3.0, 4.0, 2.0])]
+    >>> [i.id for i in share_of(items, 2, 0)], [i.id for i in share_of(items, 2, 1)]
+    (['u1', 'u2', 'u0'], ['u3', 'u4'])
+    """
+    if num_shards == 1:
+        return items
+    if isinstance(items, list) and all(i.seconds is not None for i in items):
+        ordered = sorted(items, key=lambda i: (-i.seconds, i.id))
+        return ordered[shard_index::num_shards]
+    return (item for k, item in enumerate(items) if k % num_shards == shard_index)
 
 
 def _tokenize_corpus(source, out_dir: Path, tokenizer: SpeechTokenizer, *, shard_size, chunk_seconds, audio_column,
-                     id_column, keep_columns, max_items, decode_threads, progress, made_from, replace_stale) -> dict:
+                     id_column, keep_columns, max_items, decode_threads, progress, made_from, replace_stale,
+                     share, target_seconds) -> dict:
     _check_info(out_dir, tokenizer, made_from, replace_stale)
-    items, total_seconds, name = _source_items(source, audio_column=audio_column, id_column=id_column,
-                                               keep_columns=keep_columns)
+    items, total_seconds, name, notes = _source_items(source, audio_column=audio_column, id_column=id_column,
+                                                      keep_columns=keep_columns, target_seconds=target_seconds)
+    if share:
+        index, count = (int(x) for x in share.split("-of-"))
+        items = share_of(items, count, index)
+        if isinstance(items, list):
+            total_seconds = sum(i.seconds or 0.0 for i in items)
     already = done_ids(out_dir)
     start = time.perf_counter()
     bar = progress_bar(total=total_seconds, unit="s", unit_scale=True, desc="tokenizing (audio s)",
                        enabled=progress)
     writer = _ShardWriter(out_dir, tokenizer, keep_columns=keep_columns, shard_size=shard_size,
-                          chunk_seconds=chunk_seconds, bar=bar)
+                          chunk_seconds=chunk_seconds, bar=bar, share=share)
     bad = []
     threads = decode_threads or min(16, os.cpu_count() or 4)
     for item, wav in _decoded(_pending(items, already, name, max_items), threads, ahead=max(64, 4 * threads),
@@ -358,15 +407,20 @@ def _tokenize_corpus(source, out_dir: Path, tokenizer: SpeechTokenizer, *, shard
 
     # bad audio failed to decode; files that are not audio were skipped (listed, not counted as failures)
     skipped = not_audio(source) if isinstance(source, (str, os.PathLike)) else []
-    listed = bad + [{**s, "skipped": True} for s in skipped]
-    (out_dir / "bad_audio.json").write_text(json.dumps(listed, indent=2) + "\n")
+    listed = bad + [{**s, "skipped": True} for s in skipped] + list(notes)
+    listing = out_dir / (f"bad_audio-{share}.json" if share else "bad_audio.json")
+    tmp = listing.with_name(f".{listing.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(listed, indent=2) + "\n")
+    os.replace(tmp, listing)
     w = writer
     return {
         "out": str(out_dir),
+        "share": share,
         "tokenized": w.utterances,
         "already_done": len(already),
         "bad": bad,
         "skipped": skipped,
+        "notes": list(notes),
         "shards_written": w.shards_written,
         "audio_seconds": round(w.seconds, 3),
         "units": int(w.units),
