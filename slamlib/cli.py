@@ -298,9 +298,15 @@ def cmd_export(args) -> dict:
 def cmd_bench(args) -> dict:
     what = args.what
     if what == "tokenize":
+        from slamlib.bench.long_audio import bench_long
         from slamlib.bench.tokenize import bench_tokenize
 
-        return bench_tokenize(seconds=args.seconds, devices=args.device, audio=args.audio)
+        parts = args.part or TOKENIZE_PARTS
+        out = bench_tokenize(seconds=args.seconds, devices=args.device, audio=args.audio) if "speed" in parts else {}
+        if set(parts) - {"speed"}:
+            device = (args.device or ["cuda" if _cuda() else "cpu"])[-1]
+            out["long"] = bench_long([p for p in parts if p != "speed"], device=device, audio=args.audio)
+        return out
     if what == "train":
         from slamlib.bench.train import bench_train
 
@@ -494,6 +500,15 @@ def _export_parser(sub) -> None:
     p.set_defaults(func=cmd_export)
 
 
+TOKENIZE_PARTS = ("speed", "memory", "processes", "agreement")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="speed benchmarks (JSON)")
     p.add_argument("what", choices=["tokenize", "train", "eval", "ceilings", "attention", "profile", "precision", "memory",
@@ -515,6 +530,9 @@ def _bench_parser(sub) -> None:
     p.add_argument("--checkpointing", action="store_true", help="memory: with activation checkpointing")
     p.add_argument("--out", type=Path, help="gpu: write the report here after every section")
     p.add_argument("--section", action="append", help="gpu: run this section only (repeatable)")
+    p.add_argument("--part", action="append", choices=TOKENIZE_PARTS,
+                   help="tokenize: speed (x real time), memory (peak against file length), processes (1 against 2),"
+                        " agreement (windowed against whole units); repeatable, default all")
     p.set_defaults(func=cmd_bench)
 
 

@@ -269,3 +269,30 @@ def readme_figures(run_dir, out_dir, names: Sequence[str] = README_FIGURES, widt
         image.convert("RGB").quantize(colors=64).save(target, optimize=True)
         written.append(target)
     return written
+
+
+def plot_long_file(example: dict, title: str = ""):
+    """A long recording (`slamlib.data.librilight.long_example`): its waveform with the voiced
+    spans shaded, the window seams as dashed lines, and below it the frames whose windowed unit
+    differs from the whole-file unit."""
+    wav, rate = example["wav"], example["frame_rate"]
+    fig, (ax_wav, ax_diff) = plt.subplots(2, 1, figsize=(12, 4), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    step = max(1, len(wav) // 20_000)  # an envelope: a point every few samples is enough to see it
+    t = np.arange(0, len(wav), step) / SAMPLE_RATE
+    ax_wav.plot(t, wav[::step], linewidth=0.3, color="tab:blue")
+    for k, (on, off) in enumerate(example["spans"]):
+        ax_wav.axvspan(on, off, color="tab:green", alpha=0.15, label="voice activity" if k == 0 else None)
+    for k, seam in enumerate(example["seams"]):
+        for ax in (ax_wav, ax_diff):
+            ax.axvline(seam, color="tab:red", linestyle="--", linewidth=1, label="window seam" if k == 0 and ax is ax_wav else None)
+    ax_wav.set_ylabel("amplitude")
+    ax_wav.legend(loc="upper right", fontsize=8)
+    ax_wav.set_title(title or example["name"])
+    differ = np.flatnonzero(example["whole"] != example["windowed"]) / rate
+    ax_diff.vlines(differ, 0, 1, color="black", linewidth=0.8)
+    ax_diff.set_yticks([])
+    ax_diff.set_ylabel("differs")
+    ax_diff.set_xlabel(f"seconds · windowed units equal the whole file's on {example['agreement']:.2%} of frames")
+    ax_diff.set_xlim(0, len(wav) / SAMPLE_RATE)
+    fig.tight_layout()
+    return fig

@@ -140,3 +140,26 @@ def test_unit_precision_bench_on_a_tiny_encoder(precision):
         assert result["dtype"] == "bfloat16" and "CPU bf16 autocast" in result["compared"]
         assert 0 < result["features_max_abs_diff"] < result["features_max_abs_fp32"]
         assert 0.0 <= result["frames_changed_fraction"] <= 1.0 and 0.0 <= result["dedup_edit_fraction"]
+
+
+def test_long_file_memory_processes_and_agreement_benches():
+    """Small sizes of `bench tokenize --part memory|processes|agreement`: each part measures what it says."""
+    from slamlib.bench import long_audio
+
+    memory = long_audio.bench_memory("cpu", logmel_minutes=(0.25, 1.5), hubert_minutes=(), whole_up_to={"logmel": 0.25})
+    rows = {(r["minutes"], r["mode"]): r for r in memory["rows"]}
+    assert set(rows) == {(0.25, "windowed"), (0.25, "whole"), (1.5, "windowed")}
+    assert all(r["peak_rss_mb"] >= r["rss_before_mb"] > 0 and r["units"] > 0 for r in rows.values())
+    # 1.5 minutes is above the 60 s window: encoded window by window, the same units a second as whole
+    assert rows[(1.5, "windowed")]["units"] / 90 == pytest.approx(rows[(0.25, "whole")]["units"] / 15, rel=0.1)
+    assert set(memory["growth_windowed"]) == {"logmel"}
+
+    processes = long_audio.bench_processes(minutes=2)
+    assert processes["same_rows"] and processes["1_process_seconds"] > 0 and processes["2_process_seconds"] > 0
+
+    agreement = long_audio.bench_agreement(seconds=25.0, windows=(10.0,), overlaps=(0.0, 4.0),
+                                           encoders=("logmel", "standin"))  # the full-size HuBERT: the same code
+    by = {(r["encoder"], r["overlap_seconds"]): r for r in agreement["rows"]}
+    assert len(by) == 4 and all(r["frames"] > 0 for r in by.values())
+    assert by[("logmel (tiny)", 0.0)]["agreement"] == 1.0  # log-mel windows are exact, with or without overlap
+    assert by[("logmel (tiny)", 4.0)]["agreement"] == 1.0

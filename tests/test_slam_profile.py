@@ -58,6 +58,25 @@ def slam_run(standins, tmp_path_factory):
     return out, overrides, json.loads((out / "metrics.json").read_text())
 
 
+def test_librilight_is_cut_tokenized_and_pretrained_on(slam_run, standins):
+    """The stand-in's Libri-Light layout goes through notebook 03 into units/librilight (utterances
+    named by file and span), notebook 04 pretrains on it with the other corpora, and notebook 01
+    shows its first file encoded window by window (20 s windows here)."""
+    from slamlib.data.librilight import librilight_items
+    from slamlib.standins import LIBRILIGHT_FILES
+    from slamlib.tokenization.corpus import read_units
+
+    out, _, _ = slam_run
+    items, _ = librilight_items(standins.librilight)
+    ids = sorted(read_units(out / "units" / "librilight", columns=["id"])["id"])
+    assert ids == sorted(i.id for i in items) and len(ids) >= len(LIBRILIGHT_FILES)
+    pretraining = json.loads((out / "metrics" / "04_packed_pretraining.json").read_text())
+    assert pretraining["corpora"] == ["librispeech", "stinystories", "librilight"]
+    tokenization = json.loads((out / "metrics" / "01_tokenization.json").read_text())
+    assert tokenization["long_file_agreement"] >= 0.99
+    assert (out / "figures" / "01_long_file.png").exists()
+
+
 @pytest.mark.slow
 def test_every_benchmark_scored_on_its_official_layout(slam_run, standins):
     out, overrides, metrics = slam_run

@@ -118,3 +118,49 @@ def librilight_items(root: str | os.PathLike, target_seconds: float = 60.0) -> t
                 sum(len(s) for s in spans) / SAMPLE_RATE, {},
                 lambda spans=spans, name=audio_id: LongAudio(spans, name)))
     return items, notes
+
+
+def long_example(data, tokenizer, sample_dir: str | os.PathLike | None = None, seconds: float | None = None) -> dict:
+    """A long recording for notebook 01: its first `seconds` (default two and a half windows),
+    its voiced spans, the seams of the windows it is encoded in, and its frame units encoded
+    window by window and whole. The first Libri-Light file when `data.librilight` names a folder
+    (its spans from its JSON), else the speech sample's utterances read one after another with
+    pauses (their spans known)."""
+    import numpy as np
+
+    from slamlib.audio import load_audio
+    from slamlib.tokenization.windows import window_cores, window_frames
+
+    seconds = seconds or 2.5 * tokenizer.window_seconds
+    n = int(seconds * SAMPLE_RATE)
+    if data.librilight and is_librilight(data.librilight):
+        path = list_audio_files(data.librilight)[0]
+        audio = LongAudio.file(path)
+        wav = audio.read(0, min(n, len(audio)))
+        segments, _ = _voice_activity(path.with_suffix(".json"))
+        spans = [(on, min(off, len(wav) / SAMPLE_RATE)) for on, off in segments or [] if on < len(wav) / SAMPLE_RATE]
+        name = path.relative_to(data.librilight).as_posix()
+    else:
+        if sample_dir is None:
+            raise ValueError("no Libri-Light folder (data.librilight) and no speech sample to build a long recording from")
+        rng = np.random.default_rng(0)
+        pieces, spans, t = [], [], 0.0
+        for path in list_audio_files(sample_dir):
+            pause = np.zeros(int(rng.uniform(0.3, 1.0) * SAMPLE_RATE), np.float32)
+            wav = load_audio(path)
+            spans.append((t + len(pause) / SAMPLE_RATE, t + (len(pause) + len(wav)) / SAMPLE_RATE))
+            pieces += [pause, wav]
+            t = spans[-1][1]
+            if t >= seconds:
+                break
+        wav = np.concatenate(pieces)[:n]
+        spans = [(on, min(off, len(wav) / SAMPLE_RATE)) for on, off in spans if on < len(wav) / SAMPLE_RATE]
+        name = f"{len(spans)} utterances of {Path(sample_dir).name}, one after another"
+    whole = tokenizer.frame_units([wav])[0]
+    windowed = tokenizer.frame_units_long(LongAudio.of(wav))
+    core, _ = window_frames(tokenizer.window_seconds, tokenizer.window_overlap_seconds, tokenizer.frame_rate)
+    seams = [k0 / tokenizer.frame_rate for k0, _ in window_cores(len(whole), core)[1:]
+             if k0 / tokenizer.frame_rate < len(wav) / SAMPLE_RATE]
+    return {"name": name, "wav": wav, "spans": spans, "seams": seams, "whole": whole, "windowed": windowed,
+            "frame_rate": tokenizer.frame_rate, "agreement": float((whole == windowed).mean()) if len(whole) else None,
+            "window_seconds": tokenizer.window_seconds, "overlap_seconds": tokenizer.window_overlap_seconds}
