@@ -139,11 +139,15 @@ def _tokenize(args, num_shards: int, shard_index: int) -> dict:
 
         tokenizer = load_or_build_speech_tokenizer(profile.tokenizer, saved, fit_audio=fit_audio(),
                                                    device=device, seed=profile.seed)
+    from slamlib.data.librilight import is_librilight, made_from
+
+    target = profile.data.librilight_target_seconds
+    # recorded as notebook 03 records it, so that the run finds these units its own
+    origin = made_from(source_path, target) if isinstance(source, Path) and is_librilight(source_path) else None
     summary = tokenize_corpus(
-        source, out, tokenizer, shard_size=args.shard_size, audio_column=args.audio_column,
+        source, out, tokenizer, shard_size=args.shard_size, audio_column=args.audio_column, made_from=origin,
         id_column=args.id_column, keep_columns=args.keep_columns, max_items=args.max_items,
-        progress=not args.quiet, num_shards=num_shards, shard_index=shard_index,
-        target_seconds=profile.data.librilight_target_seconds,
+        progress=not args.quiet, num_shards=num_shards, shard_index=shard_index, target_seconds=target,
     )
     for bad in summary["bad"]:
         print(f"skipped bad audio: {bad['source']}: {bad['reason']}", file=sys.stderr)

@@ -114,7 +114,7 @@ class TokenizerConfig:
     # audio longer than a window is encoded window by window (peak memory that of one window), each
     # window keeping its middle: windows share `window_overlap_seconds`, half of it dropped on each side
     window_seconds: float = 60.0
-    window_overlap_seconds: float = 10.0
+    window_overlap_seconds: float = 5.0  # from the agreement table in docs/benchmarks.md
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,13 @@ def test_two_processes_write_the_rows_of_one(librilight, tmp_path, speech_tokeni
     a = read_units(tmp_path / "one").sort_values("id").reset_index(drop=True)
     b = read_units(tmp_path / "two").sort_values("id").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+    # notebook 03 (`--set data.librilight=...`) finds every utterance tokenized and keeps them
+    from slamlib.data.synth import tokenize_librilight
+    from slamlib.settings import DataConfig
+
+    again = tokenize_librilight(DataConfig(librilight=str(librilight), librilight_target_seconds=7.0),
+                                tmp_path / "two", speech_tokenizer, progress=False)
+    assert again["tokenized"] == 0 and again["already_done"] == 9
     # the longest first within a share: share 0 has the 7 s pieces before the short ones
     first = pd.read_parquet(tmp_path / "two" / "shard-0-of-2-00000.parquet")
     assert first["seconds"].tolist() == sorted(first["seconds"].tolist(), reverse=True)

@@ -85,7 +85,7 @@ def _child(kind: str, file: str, window: float, device: str) -> dict:
 
     from slamlib.tokenization.corpus import tokenize_corpus
 
-    tokenizer = _tokenizer(kind, device, window, min(10.0, window / 2))
+    tokenizer = _tokenizer(kind, device, window, min(5.0, window / 2))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -138,7 +138,7 @@ def bench_memory(device: str = "cpu", logmel_minutes=(1, 10, 60), hubert_minutes
     return {"rows": rows, "growth_windowed": flat}
 
 
-def bench_processes(minutes: float = 10.0, audio: Path | None = None) -> dict:
+def bench_processes(minutes: float = 60.0, audio: Path | None = None) -> dict:
     """One process against two shares (each with half the cores) on one folder of one-minute files."""
     from slamlib.tokenization.corpus import read_units
 

@@ -57,6 +57,14 @@ def is_librilight(folder: str | os.PathLike) -> bool:
     return bool(files) and files[0].with_suffix(".json").is_file()
 
 
+def made_from(folder: str | os.PathLike, target_seconds: float) -> str:
+    """What units of a Libri-Light folder were made from: its files and the target length (ids
+    depend on both), the same whether `slamlib tokenize` or notebook 03 tokenized it."""
+    from slamlib.reuse import content_key
+
+    return f"{content_key(folder)} target={target_seconds:g}"
+
+
 def _voice_activity(meta_path: Path):
     """The `voice_activity` list of a JSON, or the reason it cannot be used."""
     if not meta_path.is_file():

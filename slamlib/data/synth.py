@@ -344,15 +344,16 @@ def prepare_data(profile, run: RunDir, tokenizer=None, *, max_rows: int | None =
 def tokenize_librilight(data, out_dir, tokenizer, *, progress: bool = True, **sharding) -> dict:
     """The Libri-Light folder of a `DataConfig` cut by its voice activity and tokenized into
     `out_dir` (units made from another folder or another target length are replaced)."""
+    from slamlib.data.librilight import made_from
     from slamlib.tokenization.corpus import tokenize_corpus
 
     folder = Path(data.librilight)
     if not folder.is_dir():
         raise FileNotFoundError(f"data.librilight={data.librilight}: no such folder (download Libri-Light's small,"
                                 " medium, large or duplicate subset and point there)")
-    made_from = f"{reuse.content_key(folder)} target={data.librilight_target_seconds}"
     return tokenize_corpus(folder, out_dir, tokenizer, target_seconds=data.librilight_target_seconds,
-                           made_from=made_from, replace_stale=True, progress=progress, **sharding)
+                           made_from=made_from(folder, data.librilight_target_seconds), replace_stale=True,
+                           progress=progress, **sharding)
 
 
 def scaled(profile, factor: float):

@@ -75,7 +75,7 @@ class SpeechTokenizer:
     """Waveforms -> units (extractor + k-means + dedup) and ids (unit tokenizer)."""
 
     def __init__(self, extractor, kmeans: KMeans, dedup: bool = True, batch_seconds: float = 160.0,
-                 min_run: int = 1, window_seconds: float = 60.0, window_overlap_seconds: float = 10.0):
+                 min_run: int = 1, window_seconds: float = 60.0, window_overlap_seconds: float = 5.0):
         if kmeans.dim != extractor.dim:
             raise ValueError(f"k-means has {kmeans.dim}-dim centroids but the features are {extractor.dim}-dim")
         self.extractor = extractor
@@ -127,9 +127,10 @@ class SpeechTokenizer:
         core, margin = window_frames(window, overlap, self.frame_rate)
         stats = self.extractor.file_stats(audio)
         n_frames = self.extractor.n_frames(len(audio))
-        return np.concatenate([np.zeros(0, dtype=np.int64)] + [
-            self.kmeans.assign(self.extractor.frames_in(audio, k0, k1, margin, stats)).cpu().numpy()
-            for k0, k1 in window_cores(n_frames, core)])
+        units = np.empty(n_frames, dtype=np.int64)  # one array for the whole file, filled window by window
+        for k0, k1 in window_cores(n_frames, core):
+            units[k0:k1] = self.kmeans.assign(self.extractor.frames_in(audio, k0, k1, margin, stats)).cpu().numpy()
+        return units
 
     def _result(self, frames: np.ndarray, n_samples: int) -> Tokenized:
         if self.dedup:
@@ -219,7 +220,7 @@ class SpeechTokenizer:
     @classmethod
     def load(cls, directory: str | os.PathLike, device="auto", batch_seconds: float = 160.0,
              precision: str | None = None, window_seconds: float = 60.0,
-             window_overlap_seconds: float = 10.0) -> "SpeechTokenizer":
+             window_overlap_seconds: float = 5.0) -> "SpeechTokenizer":
         """`precision`: run a HuBERT encoder in this precision instead of the saved one (it
         decides how the encoder runs, not which k-means goes with it). The batch and window
         settings say how it runs, so they are not saved."""
