@@ -110,6 +110,19 @@ def test_two_processes_write_the_rows_of_one(librilight, tmp_path, speech_tokeni
     a = read_units(tmp_path / "one").sort_values("id").reset_index(drop=True)
     b = read_units(tmp_path / "two").sort_values("id").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+    # `accelerate launch` (torch's elastic launcher, here with two CPU processes) gives the same shares
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launch = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                             "--main_process_port", str(port), "-m", *base[2:], "--out", str(tmp_path / "acc")],
+                            capture_output=True, text=True)
+    assert launch.returncode == 0, launch.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "acc").glob("shard-*.parquet")) == names
+    pd.testing.assert_frame_equal(read_units(tmp_path / "acc").sort_values("id").reset_index(drop=True), a)
     # notebook 03 (`--set data.librilight=...`) finds every utterance tokenized and keeps them
     from slamlib.data.synth import tokenize_librilight
     from slamlib.settings import DataConfig
