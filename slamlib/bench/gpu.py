@@ -16,6 +16,7 @@ from slamlib.bench.memory import bench_memory
 from slamlib.bench.precision import bench_precision
 from slamlib.bench.profile import bench_profile
 from slamlib.bench.timing import machine
+from slamlib.bench.long_audio import bench_long
 from slamlib.bench.tokenize import bench_tokenize
 from slamlib.bench.train import bench_train
 from slamlib.bench.unit_precision import bench_unit_precision
@@ -27,7 +28,7 @@ def bench_gpu(out: str | Path | None = None, audio: Path | None = None, steps: i
     own (one that fails is recorded with its error and the rest go on): the ceilings, training
     (eager, compiled, compiled with 16 x 8 micro-batches, and the transformers Trainer), where a
     step's time goes (eager and compiled), bf16 against fp32, the paper batch on 24 GiB,
-    evaluation at ~1,900 pairs, tokenization, and the share of units that bf16 features change. The JSON is rewritten to `out` after every
+    evaluation at ~1,900 pairs, tokenization (and peak memory of 1- to 60-minute files), and the share of units that bf16 features change. The JSON is rewritten to `out` after every
     section, and a short table printed at the end. `only`: these sections alone."""
     if not torch.cuda.is_available():
         raise SystemExit("bench gpu needs a CUDA GPU")
@@ -47,6 +48,7 @@ def bench_gpu(out: str | Path | None = None, audio: Path | None = None, steps: i
         ("memory 24 GiB, checkpointing", lambda: bench_memory(24.0, checkpointing=True)),
         ("eval", lambda: bench_eval(["cuda"], batch_tokens=[32768])),
         ("tokenize", lambda: bench_tokenize(devices=["cuda"], audio=audio)),
+        ("tokenize long files", lambda: bench_long(["memory"], device="cuda", audio=audio)),
         ("unit precision", lambda: bench_unit_precision(device="cuda", audio=audio)),
         ("profile eager", lambda: bench_profile("cuda", steps=2)),
         ("profile compiled", lambda: bench_profile("cuda", steps=2, compile=True)),
@@ -117,5 +119,9 @@ def gpu_summary(report: dict) -> str:
     for row in sections.get("tokenize", {}).get("results", []):
         lines.append(f"tokenize {row['tokenizer']}: {row['x_realtime_end_to_end']}x real time end to end, "
                      f"{row['x_realtime_compute']}x compute only")
+    for row in sections.get("tokenize long files", {}).get("memory", {}).get("rows", []):
+        lines.append(f"tokenize {row['tokenizer']} {row['minutes']} min {row['mode']}: {row.get('x_realtime')}x real"
+                     f" time, peak {row.get('peak_cuda_mb')} MB on the card, {row.get('peak_rss_mb')} MB resident"
+                     + (f" ({row['error']})" if "error" in row else ""))
     lines += [f"{name}: {result['section_seconds']} s" for name, result in sections.items()]
     return "\n".join(lines)
