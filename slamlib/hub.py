@@ -166,16 +166,22 @@ def _verify(path: Path, sha256: str | None, what: str) -> None:
 
 def split_files(files: list[str], split: str) -> list[str]:
     """The parquet files of one split, by the hub's naming conventions (`data/train-00000-of-00009.parquet`,
-    `clean/validation/0000.parquet`, `train.clean.100-00000.parquet`); a repository whose file names
-    name no split (sTinyStories' `data/data-00000-of-02191.parquet`) has only "train"."""
+    `clean/validation/0000.parquet`, `train.clean.100-00000.parquet`, and `clean/partial-train/0000.parquet`,
+    where the hub's parquet conversion kept only the first part of a large split); a repository whose
+    file names name no split (sTinyStories' `data/data-00000-of-02191.parquet`) has only "train".
+
+    >>> split_files(["clean/partial-train/0000.parquet", "clean/test/0000.parquet"], "train")
+    ['clean/partial-train/0000.parquet']
+    """
     def in_split(f: str) -> bool:
         p = Path(f)
-        return p.parent.name == split or re.match(rf"^{re.escape(split)}(-|\.parquet$)", p.name) is not None
+        return (p.parent.name in (split, f"partial-{split}")
+                or re.match(rf"^{re.escape(split)}(-|\.parquet$)", p.name) is not None)
     chosen = [f for f in files if in_split(f)]
     if chosen:
         return chosen
     named = re.compile(r"^(train|validation|valid|test|dev)[-._]")
-    if split == "train" and not any(named.match(Path(f).name) or Path(f).parent.name in
+    if split == "train" and not any(named.match(Path(f).name) or Path(f).parent.name.removeprefix("partial-") in
                                     ("train", "validation", "test") for f in files):
         return files
     return []

@@ -75,6 +75,19 @@ def test_local_dataset_folder(tmp_path):
     assert hub.load_dataset(str(tmp_path / "saved"))["y"] == [4]
 
 
+def test_partial_split_folders_of_the_hubs_parquet_conversion(tmp_path):
+    """refs/convert/parquet keeps the first part of a large split under CONFIG/partial-SPLIT/."""
+    from datasets import Dataset
+
+    for folder, values in (("clean/partial-train", [1, 2, 3]), ("clean/validation", [7]), ("other/partial-test", [9])):
+        (tmp_path / folder).mkdir(parents=True)
+        Dataset.from_dict({"x": values}).to_parquet(str(tmp_path / folder / "0000.parquet"))
+    assert hub.load_dataset(str(tmp_path), name="clean", split="train")["x"] == [1, 2, 3]
+    assert hub.load_dataset(str(tmp_path), name="clean", split="validation")["x"] == [7]
+    assert hub.load_dataset(str(tmp_path), split="test")["x"] == [9]
+    assert hub.split_files([f"{tmp_path}/other/partial-test/0000.parquet"], "train") == []  # a named split is not train
+
+
 def test_a_pinned_model_is_fetched_at_its_revision_and_noted(tmp_path, monkeypatch):
     """`org/name@revision` reaches snapshot_download as the revision; the commit it resolved to
     is noted, and a run's metrics files carry it (`hub_revisions`)."""
