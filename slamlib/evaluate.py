@@ -7,8 +7,10 @@ closing `<S>` included), or the sum with `score="sum"`. A pair counts 1 when the
 higher, 0.5 on a tie, 0 otherwise; accuracy is the mean times 100. Scoring runs in
 length-sorted batches, and right padding never changes a sequence's score.
 
-ZeroSpeech 2021 sBLIMP is aggregated as ZeroSpeech does it: pair scores are averaged over voices
-for each (type, subtype, id) first, then averaged. Everything else is a plain mean over pairs.
+ZeroSpeech 2021 sBLIMP and sWUGGY are aggregated as ZeroSpeech does it: pair scores are averaged
+over voices for each (type, subtype, id), or each id, first, then averaged; sWUGGY is also reported
+in-vocabulary and OOV, by frequency band and by length, SALMon by part. Everything else is a plain
+mean over pairs.
 
 Generation follows the paper's sampling: temperature 0.8, top-k 25, 150 new tokens, repetition
 penalty 1.1, from prompts cut from the start of utterances (3 s).
@@ -143,13 +145,15 @@ class BenchmarkResult:
     pairs: int
     interval: float  # 95% half-width, points
     per_pair: pd.DataFrame  # id, positive score, negative score, correct, info columns
-    breakdown: dict  # accuracy by category / type / part, percent
+    breakdown: dict  # accuracy by category / type / part (SALMon) / frequency band and length (sWUGGY), percent
+    breakdown_pairs: dict = None  # pairs counted in each breakdown group
 
     def to_dict(self, correct: bool = False) -> dict:
         """The numbers; with `correct`, also each pair's 1 / 0.5 / 0 in the benchmark's order (for
         paired comparisons of two models, `paired_change`)."""
         out = {"benchmark": self.name, "accuracy": self.accuracy, "pairs": self.pairs,
-               "interval95": self.interval, "breakdown": self.breakdown}
+               "interval95": self.interval, "breakdown": self.breakdown,
+               "breakdown_pairs": self.breakdown_pairs or {}}
         return {**out, "correct": self.per_pair.correct.tolist()} if correct else out
 
 
@@ -167,26 +171,60 @@ def evaluate_pairs(model, speech_tokenizer, pairs: Sequence[Pair], *, name: str 
     table = pd.DataFrame([{"id": p.id, "positive": scores[p.positive], "negative": scores[p.negative], **p.info}
                           for p in pairs])
     table["correct"] = pair_accuracy(table.positive.to_numpy(), table.negative.to_numpy())
-    accuracy, n, breakdown = summarize_pairs(table)
-    return BenchmarkResult(name, accuracy, n, interval95(accuracy, n), table, breakdown)
+    accuracy, n, breakdown, counts = summarize_pairs(table)
+    return BenchmarkResult(name, accuracy, n, interval95(accuracy, n), table, breakdown, counts)
 
 
-def summarize_pairs(table: pd.DataFrame) -> tuple[float, int, dict]:
-    """(accuracy in percent, pairs counted, accuracy by category) from per-pair `correct` values.
+# sWUGGY's frequency bands (zerospeech2021 lexical.py): pandas.cut(bins=[0, 1, 5, 20, 100, inf],
+# right=False), so each band is [lower, upper): "1-5" holds counts 1 to 4 and "6-20" holds 5 to 19
+FREQUENCY_BANDS = ((0, 1, "oov"), (1, 5, "1-5"), (5, 20, "6-20"), (20, 100, "21-100"), (100, math.inf, ">100"))
 
-    ZeroSpeech sBLIMP rows (`type`, `subtype`, `voice`, ids `ID/VOICE`) are first averaged over
-    voices per (type, subtype, id), as ZeroSpeech 2021 does; the breakdown is by type. Otherwise
-    every row is a pair, broken down by `category`, `part` or `mood` when present."""
-    if {"type", "subtype", "voice"} <= set(table.columns):
+
+def frequency_band(count) -> str | None:
+    """The official band of a word's LibriSpeech count (None where the release gives none).
+
+    >>> [frequency_band(c) for c in (0, 1, 4, 5, 20, 99, 100, None)]
+    ['oov', '1-5', '1-5', '6-20', '21-100', '21-100', '>100', None]
+    """
+    if count is None or (isinstance(count, float) and math.isnan(count)):
+        return None
+    return next(name for low, high, name in FREQUENCY_BANDS if low <= count < high)
+
+
+def summarize_pairs(table: pd.DataFrame) -> tuple[float, int, dict, dict]:
+    """(accuracy in percent, pairs counted, accuracy by category, pairs by category) from per-pair
+    `correct` values, aggregated as each benchmark's official scorer does.
+
+    ZeroSpeech sBLIMP rows (`type`, `subtype`, `voice`, ids `TYPE/SUBTYPE/ID/VOICE`) are averaged
+    over voices per (type, subtype, id) first; the breakdown is by type. ZeroSpeech sWUGGY rows
+    (`frequency`, `length`, ids `ID/VOICE`) are averaged over voices per id; the breakdown is
+    in-vocabulary (frequency 1 or more) and OOV (0, or none given), the frequency bands and the
+    lengths in phones. Otherwise every row is a pair, broken down by `category`, `part` (SALMon)
+    or `mood` when present."""
+    columns = set(table.columns)
+    if {"type", "subtype", "voice"} <= columns or {"frequency", "length", "voice"} <= columns:
         pair = table.id.str.rsplit("/", n=1).str[0]
-        by_pair = table.assign(pair=pair).groupby(["type", "subtype", "pair"], as_index=False).correct.mean()
-        breakdown = (100 * by_pair.groupby("type").correct.mean()).round(2).to_dict()
-        return float(100 * by_pair.correct.mean()), len(by_pair), breakdown
+        keys = ["type", "subtype", "pair"] if "type" in columns else ["pair"]
+        extra = [] if "type" in columns else ["frequency", "length"]
+        by_pair = table.assign(pair=pair).groupby(keys, as_index=False, dropna=False).agg(
+            correct=("correct", "mean"), **{c: (c, "first") for c in extra})
+        if "type" in columns:
+            groups = {f"{t}": by_pair.type == t for t in sorted(by_pair.type.unique())}
+        else:
+            counts = pd.to_numeric(by_pair.frequency, errors="coerce")  # a missing count is NaN
+            bands = counts.map(frequency_band)
+            groups = {"in-vocabulary": counts >= 1, "OOV": counts.isna() | (counts < 1),
+                      **{f"frequency {name}": bands == name for *_, name in FREQUENCY_BANDS},
+                      **{f"length {n:g}": by_pair.length == n for n in sorted(by_pair.length.dropna().unique())}}
+        breakdown = {k: round(float(100 * by_pair.correct[m].mean()), 2) for k, m in groups.items() if m.any()}
+        return float(100 * by_pair.correct.mean()), len(by_pair), breakdown, {
+            k: int(m.sum()) for k, m in groups.items() if m.any()}
     for column in ("category", "part", "mood"):
-        if column in table.columns:
-            return (float(100 * table.correct.mean()), len(table),
-                    (100 * table.groupby(column).correct.mean()).round(2).to_dict())
-    return float(100 * table.correct.mean()), len(table), {}
+        if column in columns:
+            grouped = table.groupby(column).correct
+            return (float(100 * table.correct.mean()), len(table), (100 * grouped.mean()).round(2).to_dict(),
+                    grouped.size().to_dict())
+    return float(100 * table.correct.mean()), len(table), {}, {}
 
 
 def evaluate_benchmark(model, speech_tokenizer, name: str, data: str | os.PathLike, **kwargs) -> BenchmarkResult:
@@ -311,7 +349,9 @@ class _ScoreCache:
         path = self.path(name, data_key)
         if path is not None and path.exists():
             cached = json.loads(path.read_text())
-            if "correct" in cached:  # older entries lack the per-pair results: score again
+            # older entries lack the per-pair results, or were aggregated before sBLIMP paired by
+            # (type, subtype, id, voice) and breakdowns were counted: score again
+            if "correct" in cached and "breakdown_pairs" in cached:
                 return cached
         result = compute()
         if path is not None:

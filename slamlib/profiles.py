@@ -175,10 +175,11 @@ SLAM = Profile(
     # --set dpo.scheduler=inverse_sqrt --set dpo.warmup_steps=0), gradients clipped at 0.5.
     dpo=PreferenceConfig(corpus="spokenswag", heldout=None, max_steps=813, scheduler="constant_with_warmup",
                          warmup_steps=100, max_grad_norm=0.5),
-    # The official sets are separate downloads (SpokenStoryCloze, ZeroSpeech 2021, SALMon): put
+    # The official sets are separate downloads (SpokenStoryCloze, ZeroSpeech 2021's syntactic/dev for sBLIMP and
+    # lexical/dev for sWUGGY, SALMon): put
     # them at these places in the run folder, or point there with --set.
-    eval=EvalConfig(benchmarks=(("sblimp", "benchmarks/sblimp"), ("ssc", "benchmarks/sSC"), ("tsc", "benchmarks/tSC"),
-                                ("salmon", "benchmarks/salmon"))),
+    eval=EvalConfig(benchmarks=(("sblimp", "benchmarks/sblimp"), ("swuggy", "benchmarks/swuggy"), ("ssc", "benchmarks/sSC"),
+                                ("tsc", "benchmarks/tSC"), ("salmon", "benchmarks/salmon"))),
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (TINY, SLAM)}

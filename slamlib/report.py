@@ -21,6 +21,28 @@ PAPER_ROWS = [
 ]
 COLUMNS = ["model", "hardware", "sblimp", "ssc", "tsc", "genppl", "auto_bleu"]
 
+# breakdown groups the results table shows beside a benchmark's own number: sWUGGY's in-vocabulary
+# and OOV halves (SlamKit's swuggy_inter and swuggy_oov), and SALMon's parts (the official results are per part)
+BESIDE = {"swuggy": lambda groups: [g for g in ("in-vocabulary", "OOV") if g in groups],
+          "salmon": lambda groups: sorted(groups)}
+
+
+def breakdown_tables(runs: dict[str, dict]) -> dict[str, pd.DataFrame]:
+    """Per benchmark, its breakdown (sBLIMP by type; sWUGGY in-vocabulary and OOV, by frequency
+    band and by length; SALMon by part; ours by category) with one accuracy column per model and
+    the pairs each group counts. `runs`: {model name: evaluate_model(...) output}."""
+    tables: dict[str, pd.DataFrame] = {}
+    for name, result in runs.items():
+        for bench, value in result.get("benchmarks", {}).items():
+            if not value.get("breakdown"):
+                continue
+            table = tables.setdefault(bench, pd.DataFrame(index=list(value["breakdown"])))
+            table[name] = pd.Series(value["breakdown"])
+            if value.get("breakdown_pairs"):
+                table["pairs"] = pd.Series(value["breakdown_pairs"])
+    return {bench: t[[c for c in t.columns if c != "pairs"] + [c for c in t.columns if c == "pairs"]]
+            for bench, t in tables.items()}
+
 
 def results_table(runs: dict[str, dict], hardware: str = "") -> pd.DataFrame:
     """The paper's rows, then one row per evaluated model of this run.
@@ -31,6 +53,8 @@ def results_table(runs: dict[str, dict], hardware: str = "") -> pd.DataFrame:
         row = {"model": name, "hardware": hardware}
         for bench, value in result.get("benchmarks", {}).items():
             row[bench] = round(value["accuracy"], 2)
+            for group in BESIDE.get(bench, lambda groups: ())(value.get("breakdown", {})):
+                row[f"{bench} {group}"] = value["breakdown"][group]
         for key in ("genppl", "auto_bleu"):
             if result.get(key) is not None:
                 row[key] = round(result[key], 2)

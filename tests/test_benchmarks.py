@@ -62,26 +62,55 @@ def test_spoken_storycloze_layout_pairs_by_story_not_by_order(tmp_path):
         read_pairs(tmp_path)
 
 
-def test_zerospeech_sblimp_layout_pairs_by_id_and_voice(tmp_path):
+def test_zerospeech_sblimp_pairs_by_type_subtype_id_and_voice(tmp_path):
+    """Ids repeat across subtypes, as they may in the release: a pair is (type, subtype, id, voice)."""
     rows = []
-    for pair_id in ("1", "2"):
-        for voice in ("V1", "V2"):
-            for correct in (1, 0):
-                name = f"f{pair_id}{voice}{correct}"
-                wav(tmp_path / f"{name}.wav", len(rows))
-                rows.append({"filename": name, "voice": voice, "id": pair_id, "type": "morphology",
-                             "subtype": "agreement", "correct": correct, "transcription": f"s{pair_id}{correct}"})
+    for subtype in ("agreement", "plural"):
+        for pair_id in ("1", "2"):
+            for voice in ("V1", "V2"):
+                for correct in (1, 0):
+                    name = f"f{subtype[0]}{pair_id}{voice}{correct}"
+                    wav(tmp_path / f"{name}.wav", len(rows))
+                    rows.append({"filename": name, "voice": voice, "id": pair_id, "type": "morphology",
+                                 "subtype": subtype, "correct": correct,
+                                 "transcription": f"{subtype} {pair_id} {correct}"})
     gold = pd.DataFrame(rows).sample(frac=1, random_state=0)  # rows in any order
     gold.to_csv(tmp_path / "gold.csv", index=False)
     pairs = read_pairs(tmp_path)
-    assert [p.id for p in pairs] == ["1/V1", "1/V2", "2/V1", "2/V2"]
+    assert [p.id for p in pairs] == [f"morphology/{s}/{i}/{v}" for s in ("agreement", "plural") for i in "12"
+                                     for v in ("V1", "V2")]
     for pair in pairs:
-        pair_id, voice = pair.id.split("/")
-        assert pair.positive.stem == f"f{pair_id}{voice}1" and pair.negative.stem == f"f{pair_id}{voice}0"
-        assert pair.info["type"] == "morphology" and pair.info["positive_text"] == f"s{pair_id}1"
-    gold[~((gold.id == "2") & (gold.voice == "V2") & (gold.correct == 0))].to_csv(tmp_path / "gold.csv", index=False)
-    with pytest.raises(BenchmarkFormatError, match="id 2 voice V2 needs one correct and one incorrect"):
+        _, subtype, pair_id, voice = pair.id.split("/")
+        assert pair.positive.stem == f"f{subtype[0]}{pair_id}{voice}1" and pair.negative.stem == f"f{subtype[0]}{pair_id}{voice}0"
+        assert pair.info["subtype"] == subtype and pair.info["positive_text"] == f"{subtype} {pair_id} 1"
+    missing = gold[~((gold.id == "2") & (gold.voice == "V2") & (gold.subtype == "plural") & (gold.correct == 0))]
+    missing.to_csv(tmp_path / "gold.csv", index=False)
+    row = missing.index.get_loc(missing[(missing.id == "2") & (missing.voice == "V2") & (missing.subtype == "plural")].index[0]) + 2
+    with pytest.raises(BenchmarkFormatError, match=rf"gold.csv rows {row} \(type morphology, subtype plural, id 2,"
+                                                   r" voice V2\): 1 correct and 0 incorrect files"):
         read_pairs(tmp_path / "gold.csv")
+    gold.assign(correct=gold.correct.astype(str).replace({"1": "yes"})).to_csv(tmp_path / "gold.csv", index=False)
+    with pytest.raises(BenchmarkFormatError, match="correct is 'yes', not 1 or 0"):
+        read_pairs(tmp_path / "gold.csv")
+
+
+def test_zerospeech_swuggy_pairs_by_id_and_voice_with_words_and_counts(tmp_path):
+    rows = []
+    for pair_id, (word, nonword, frequency) in enumerate([("boat", "boak", "12"), ("kite", "kipe", "0"),
+                                                          ("garden", "garlen", "")]):
+        for voice in ("V1", "V2"):
+            for correct, text in ((1, word), (0, nonword)):
+                name = f"w{pair_id}{voice}{correct}"
+                wav(tmp_path / f"{name}.wav", len(rows))
+                rows.append({"filename": name, "id": pair_id, "voice": voice, "frequency": frequency, "word": text,
+                             "phones": " ".join(text), "length": len(text), "correct": correct})
+    pd.DataFrame(rows).to_csv(tmp_path / "gold.csv", index=False)
+    pairs = {p.id: p for p in read_pairs(tmp_path)}
+    assert sorted(pairs) == ["0/V1", "0/V2", "1/V1", "1/V2", "2/V1", "2/V2"]
+    assert pairs["0/V2"].positive.stem == "w0V21" and pairs["0/V2"].negative.stem == "w0V20"
+    assert pairs["0/V1"].info == {"voice": "V1", "frequency": 12, "length": 4, "positive_text": "boat",
+                                  "negative_text": "boak"}
+    assert pairs["2/V1"].info["frequency"] is None  # the release may leave a count empty
 
 
 def test_pair_equality_ignores_info(tmp_path):

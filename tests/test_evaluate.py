@@ -72,11 +72,34 @@ def test_zerospeech_aggregation_and_breakdowns():
                           "type": ["syntax", "syntax", "syntax", "syntax", "morph", "morph"],
                           "subtype": ["s", "s", "s", "s", "m", "m"], "voice": ["A", "B"] * 3,
                           "correct": [1.0, 0.0, 1.0, 1.0, 0.5, 0.0]})
-    accuracy, n, breakdown = summarize_pairs(table)
+    accuracy, n, breakdown, counts = summarize_pairs(table)
     assert n == 3 and accuracy == pytest.approx(100 * (0.5 + 1.0 + 0.25) / 3)
-    assert breakdown == {"morph": 25.0, "syntax": 75.0}
+    assert breakdown == {"morph": 25.0, "syntax": 75.0} and counts == {"morph": 1, "syntax": 2}
     plain = pd.DataFrame({"id": ["a", "b", "c", "d"], "category": ["x", "x", "y", "y"], "correct": [1, 0, 1, 1.0]})
-    assert summarize_pairs(plain) == (75.0, 4, {"x": 50.0, "y": 100.0})
+    assert summarize_pairs(plain) == (75.0, 4, {"x": 50.0, "y": 100.0}, {"x": 2, "y": 2})
+
+
+def test_sblimp_ids_repeated_across_subtypes_are_different_pairs():
+    table = pd.DataFrame({"id": ["t/a/1/A", "t/a/1/B", "t/b/1/A", "t/b/1/B"], "type": ["t"] * 4,
+                          "subtype": ["a", "a", "b", "b"], "voice": ["A", "B"] * 2, "correct": [1.0, 1.0, 0.0, 0.5]})
+    accuracy, n, breakdown, _ = summarize_pairs(table)
+    assert n == 2 and accuracy == pytest.approx(100 * (1.0 + 0.25) / 2) and breakdown == {"t": 62.5}
+
+
+def test_swuggy_is_averaged_over_voices_by_id_and_reported_by_band_and_length():
+    """Hand-computed: five words, two voices each. Per word (mean over voices): w0 (count 0, 4 phones)
+    1.0; w1 (count 3, 4 phones) 0.5; w2 (count 5, 5 phones) 0.0; w3 (count 150, 5 phones) 0.75;
+    w4 (no count, 6 phones) 1.0."""
+    per_voice = {0: (1, 1), 1: (1, 0), 2: (0, 0), 3: (1, 0.5), 4: (1, 1)}
+    counts, lengths = {0: 0, 1: 3, 2: 5, 3: 150, 4: None}, {0: 4, 1: 4, 2: 5, 3: 5, 4: 6}
+    table = pd.DataFrame([{"id": f"{w}/{v}", "voice": v, "frequency": counts[w], "length": lengths[w], "correct": c}
+                          for w, scores in per_voice.items() for v, c in zip("AB", scores)])
+    accuracy, n, breakdown, pairs = summarize_pairs(table)
+    assert n == 5 and accuracy == pytest.approx(100 * (1 + 0.5 + 0 + 0.75 + 1) / 5)
+    assert breakdown == {"in-vocabulary": 41.67, "OOV": 100.0,  # (0.5 + 0 + 0.75) / 3, rounded to 2 places
+                         "frequency oov": 100.0, "frequency 1-5": 50.0, "frequency 6-20": 0.0, "frequency >100": 75.0,
+                         "length 4": 75.0, "length 5": 37.5, "length 6": 100.0}
+    assert pairs["in-vocabulary"] == 3 and pairs["OOV"] == 2 and "frequency 21-100" not in pairs
 
 
 @pytest.fixture
@@ -105,7 +128,7 @@ def test_evaluate_pairs_matches_by_id_whatever_the_order(model, speech_tokenizer
     assert np.allclose(merged.positive_x, merged.positive_y) and np.allclose(merged.negative_x, merged.negative_y)
     assert again.accuracy == result.accuracy
     with pytest.raises(ValueError, match="unknown benchmark"):
-        evaluate_benchmark(model, speech_tokenizer, "swuggy", pair_folder)
+        evaluate_benchmark(model, speech_tokenizer, "swug", pair_folder)
 
 
 def test_units_kept_on_disk_are_reused_and_redone_when_the_audio_changes(model, speech_tokenizer, pair_folder,
@@ -141,8 +164,10 @@ def test_salmon_layout(tmp_path, speech, model, speech_tokenizer):
     assert read_pairs(tmp_path / "bg_alignment")[0].info == {"part": "bg_alignment"}
     result = evaluate_benchmark(model, speech_tokenizer, "salmon", tmp_path)
     assert set(result.breakdown) == {"bg_alignment", "speaker_consistency"}
+    assert result.breakdown_pairs == {"bg_alignment": 2, "speaker_consistency": 2}
+    assert result.accuracy == pytest.approx(sum(result.breakdown.values()) / 2)  # equal parts: the pooled mean
     (tmp_path / "bg_alignment" / "sample_1_1.wav").unlink()
-    with pytest.raises(BenchmarkFormatError, match="without both _0 and _1"):
+    with pytest.raises(BenchmarkFormatError, match=r"bg_alignment: samples without exactly two files .*\['sample_1_0.wav'\]"):
         read_pairs(tmp_path)
 
 

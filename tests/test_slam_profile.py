@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from slamlib.standins import N_SALMON, N_SBLIMP_IDS, N_STORYCLOZE, SALMON_PARTS, slam_overrides
+from slamlib.standins.speech import _SWUGGY_WORDS
+
+N_SWUGGY_WORDS = len(_SWUGGY_WORDS)
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: also a fresh clone, not installed
 STEPS = 2  # pretraining and DPO steps: enough to write every file, not to learn anything
@@ -82,14 +85,23 @@ def test_every_benchmark_scored_on_its_official_layout(slam_run, standins):
     out, overrides, metrics = slam_run
     assert metrics["profile"] == "slam" and metrics["overrides"] == overrides
     # no pairs.csv anywhere: the official folders were read (sBLIMP averages its 2 voices per id)
-    assert not any((getattr(standins, b) / "pairs.csv").exists() for b in ("sblimp", "ssc", "tsc", "salmon"))
-    expected = {"sblimp": N_SBLIMP_IDS, "ssc": N_STORYCLOZE, "tsc": N_STORYCLOZE, "salmon": len(SALMON_PARTS) * N_SALMON}
+    assert not any((getattr(standins, b) / "pairs.csv").exists() for b in ("sblimp", "swuggy", "ssc", "tsc", "salmon"))
+    expected = {"sblimp": N_SBLIMP_IDS, "swuggy": N_SWUGGY_WORDS, "ssc": N_STORYCLOZE, "tsc": N_STORYCLOZE,
+                "salmon": len(SALMON_PARTS) * N_SALMON}
     assert metrics["pairs"] == expected
     for results in (metrics["benchmarks"], metrics["benchmarks_before_dpo"]):
         assert set(results) == set(expected) and all(0 <= v <= 100 for v in results.values())
     evaluated = json.loads((out / "metrics" / "06_evaluation.json").read_text())
-    assert set(evaluated["results"]["DPO"]["benchmarks"]["salmon"]["breakdown"]) == set(SALMON_PARTS)
+    dpo = evaluated["results"]["DPO"]["benchmarks"]
+    assert set(dpo["salmon"]["breakdown"]) == set(SALMON_PARTS)
+    assert dpo["salmon"]["breakdown_pairs"] == {part: N_SALMON for part in SALMON_PARTS}
+    # sWUGGY as ZeroSpeech's lexical scorer reports it: one word "sailor" is out of LibriSpeech's vocabulary
+    assert dpo["swuggy"]["breakdown_pairs"]["in-vocabulary"] == N_SWUGGY_WORDS - 1
+    assert dpo["swuggy"]["breakdown_pairs"]["OOV"] == dpo["swuggy"]["breakdown_pairs"]["frequency oov"] == 1
     assert evaluated["results"]["DPO"]["missing"] == {}
+    # the results table: SALMon's parts and sWUGGY's in-vocabulary and OOV halves beside their pooled numbers
+    header = evaluated["paper_table"].splitlines()[0]
+    assert all(f"salmon {part}" in header for part in SALMON_PARTS) and "swuggy in-vocabulary" in header
 
 
 @pytest.mark.slow
@@ -132,6 +144,10 @@ def test_published_checkpoint_evaluates_through_the_cli(standins, tmp_path):
         assert summary["pairs"] == N_SBLIMP_IDS and 0 <= summary["accuracy"] <= 100
         scores[model.name] = pairs.read_text()
     assert scores[standins.speech_lm.name] == scores[standins.speech_lm_plain.name]
+    result, summary = slamlib_cli("eval", "--model", str(standins.speech_lm), "--benchmark", "swuggy", "--data",
+                                  str(standins.swuggy), "--quiet", *tokenizer_args(standins))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary["pairs"] == N_SWUGGY_WORDS and summary["breakdown_pairs"]["OOV"] == 1
 
 
 def test_export_writes_a_unitlm_folder_that_evaluates_alike(standins, tmp_path):
@@ -174,5 +190,5 @@ def test_notebook_06_evaluates_a_published_checkpoint(standins, tmp_path):
     assert list(evaluated["results"]) == [str(standins.speech_lm)]
     assert evaluated["generated_by"] == str(standins.speech_lm)
     benchmarks = evaluated["results"][str(standins.speech_lm)]["benchmarks"]
-    assert set(benchmarks) == {"sblimp", "ssc", "tsc", "salmon"}
+    assert set(benchmarks) == {"sblimp", "swuggy", "ssc", "tsc", "salmon"}
     assert evaluated["generation"]["computed"] and finite(evaluated["generation"]["auto_bleu"])

@@ -9,9 +9,13 @@ Layouts `read_pairs` accepts:
 - SpokenStoryCloze (sSC, tSC): a folder of `[N_]STORY_correct.wav` and `[M_]STORY_incorrect.wav`
   files, paired by STORY;
 - ZeroSpeech 2021 sBLIMP: a folder with `gold.csv` (`filename, voice, id, type, subtype, correct,
-  transcription`) and the wavs, paired by (`id`, `voice`); `correct` 1 is the positive;
+  transcription`) and the wavs, paired by (`type`, `subtype`, `id`, `voice`); `correct` 1 is the
+  positive;
+- ZeroSpeech 2021 sWUGGY: the same with the lexical `gold.csv` (`filename, id, voice, frequency,
+  word, phones, length, correct`), paired by (`id`, `voice`), the texts from `word`;
 - SALMon: a part folder (`bg_alignment`, `speaker_consistency`, ...) of `sample_<index>_<j>.wav`
-  files, paired by index, j = 0 the positive; or the root folder holding several parts.
+  files, paired by index, the first name of a pair (j = 0) the positive, as SALMon's scorer sorts
+  them; or the root folder holding several parts.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-BENCHMARKS = ("sblimp", "ssc", "tsc", "salmon")  # the pairwise benchmarks `slamlib.evaluate` scores
+BENCHMARKS = ("sblimp", "swuggy", "ssc", "tsc", "salmon")  # the pairwise benchmarks `slamlib.evaluate` scores
 
 MANIFEST = "pairs.csv"
 
@@ -147,41 +151,83 @@ def _read_storycloze(folder: Path) -> list[Pair]:
     return [Pair(story, r["correct"], r["incorrect"], {}) for story, r in sorted(roles.items())]
 
 
+GOLD_KEYS = {"syntactic": ("type", "subtype", "id", "voice"), "lexical": ("id", "voice")}
+
+
+def _gold_kind(table: pd.DataFrame, gold: Path) -> str:
+    """ZeroSpeech 2021's syntactic (sBLIMP: type, subtype, transcription) or lexical (sWUGGY:
+    frequency, word, phones, length) gold.csv."""
+    if {"type", "subtype"} <= set(table.columns):
+        return "syntactic"
+    if {"word", "frequency", "length"} <= set(table.columns):
+        return "lexical"
+    raise BenchmarkFormatError(f"{gold}: neither ZeroSpeech's syntactic gold.csv (type, subtype, transcription) nor"
+                               f" its lexical one (frequency, word, phones, length); columns {list(table.columns)}")
+
+
 def _read_gold(gold: Path) -> list[Pair]:
+    """ZeroSpeech 2021 pairs as its scorers read them: sBLIMP keyed by (type, subtype, id, voice),
+    an id being unique only within its subtype; sWUGGY by (id, voice). Each key holds one correct
+    and one incorrect row (the official scorers pair the k-th correct row with the k-th incorrect
+    one, which is the same pairing in a well-formed file)."""
     table = pd.read_csv(gold, dtype=str, keep_default_na=False)
+    kind = _gold_kind(table, gold)
+    keys = list(GOLD_KEYS[kind])
+    bad = table[~table.correct.isin(["0", "1"])]
+    if len(bad):
+        raise BenchmarkFormatError(f"{gold} row {bad.index[0] + 2}: correct is {bad.correct.iloc[0]!r}, not 1 or 0")
+    wav = lambda name: name if name.endswith(".wav") else f"{name}.wav"  # noqa: E731
     pairs = []
-    for (pair_id, voice), group in table.groupby(["id", "voice"], sort=True):
-        correct = group[group.correct == "1"]
-        wrong = group[group.correct == "0"]
+    for key, group in table.groupby(keys, sort=True):
+        correct, wrong = group[group.correct == "1"], group[group.correct == "0"]
+        named = ", ".join(f"{k} {v}" for k, v in zip(keys, key))
         if len(correct) != 1 or len(wrong) != 1:
-            raise BenchmarkFormatError(f"{gold}: id {pair_id} voice {voice} needs one correct and one incorrect row")
-        where = f"{gold} (id {pair_id}, voice {voice})"
+            rows = ", ".join(str(i + 2) for i in group.index)
+            raise BenchmarkFormatError(f"{gold} rows {rows} ({named}): {len(correct)} correct and {len(wrong)}"
+                                       " incorrect files; each needs one of each")
+        where = f"{gold} row {correct.index[0] + 2} ({named})"
         good, bad = correct.iloc[0], wrong.iloc[0]
-        info = {"voice": voice, "type": good.get("type", ""), "subtype": good.get("subtype", ""),
-                "positive_text": good.get("transcription", ""), "negative_text": bad.get("transcription", "")}
-        wav = lambda name: name if name.endswith(".wav") else f"{name}.wav"  # noqa: E731
-        pairs.append(Pair(f"{pair_id}/{voice}", _existing(gold.parent, wav(good.filename), where),
+        if kind == "syntactic":
+            info = {"voice": good.voice, "type": good.type, "subtype": good.subtype,
+                    "positive_text": good.get("transcription", ""), "negative_text": bad.get("transcription", "")}
+        else:
+            info = {"voice": good.voice, "frequency": _frequency(good.frequency, where),
+                    "length": int(good.length) if good.length.strip() else None,
+                    "positive_text": good.word, "negative_text": bad.word}
+        pairs.append(Pair("/".join(map(str, key)), _existing(gold.parent, wav(good.filename), where),
                           _existing(gold.parent, wav(bad.filename), where), info))
     return pairs
 
 
-_SALMON = re.compile(r"^sample_(\d+)_([01])$")
+def _frequency(value: str, where: str) -> int | None:
+    """A word's count in LibriSpeech (sWUGGY's `frequency`; empty where the release leaves it so)."""
+    if not value.strip():
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        raise BenchmarkFormatError(f"{where}: frequency {value!r} is not a count") from None
 
 
 def _read_salmon(folder: Path) -> list[Pair]:
+    """SALMon as its scorer (slp-rl/salmon `salmon.py`) reads a part folder: files grouped by the
+    number after the first `_` of their name (`sample_<index>_<j>.wav`), each group's two paths
+    sorted, the first the positive. The root folder may hold several parts."""
     parts = [folder] if any(folder.glob("sample_*_0.wav")) else sorted(p for p in folder.iterdir() if p.is_dir())
     pairs = []
     for part in parts:
-        roles: dict[int, dict[str, Path]] = defaultdict(dict)
-        for wav in part.glob("sample_*.wav"):
-            match = _SALMON.match(wav.stem)
-            if match:
-                roles[int(match.group(1))]["positive" if match.group(2) == "0" else "negative"] = wav
-        incomplete = sorted(i for i, r in roles.items() if len(r) != 2)
-        if incomplete:
-            raise BenchmarkFormatError(f"{part}: samples without both _0 and _1 files: {incomplete[:5]}")
-        pairs += [Pair(f"{part.name}/{i}", r["positive"], r["negative"], {"part": part.name})
-                  for i, r in sorted(roles.items())]
+        groups: dict[int, list[Path]] = defaultdict(list)
+        for wav in part.glob("*.wav"):
+            fields = wav.stem.split("_")
+            if len(fields) > 1 and fields[1].isdigit():
+                groups[int(fields[1])].append(wav)
+        uneven = sorted(i for i, files in groups.items() if len(files) != 2)
+        if uneven:
+            raise BenchmarkFormatError(f"{part}: samples without exactly two files (a positive and a negative):"
+                                       f" {[sorted(p.name for p in groups[i]) for i in uneven[:3]]}")
+        for index, files in sorted(groups.items()):
+            positive, negative = sorted(files, key=str)
+            pairs.append(Pair(f"{part.name}/{index}", positive, negative, {"part": part.name}))
     if not pairs:
         raise BenchmarkFormatError(f"{folder}: no SALMon sample_<index>_<0|1>.wav files")
     return pairs

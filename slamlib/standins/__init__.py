@@ -34,7 +34,7 @@ from pathlib import Path
 from slamlib.standins.models import _QWEN2_ARCH, _llama, _plain_speech_lm, _qwen2, _slamkit_checkpoint, _whisper
 from slamlib.standins.speech import (  # noqa: F401 (the sizes tests check against)
     LIBRILIGHT_FILES, LIBRISPEECH_SPLITS, N_SALMON, N_SBLIMP_IDS, N_STORIES, N_STORYCLOZE, N_SWAG, SALMON_PARTS, SAMPLE_RATE,
-    SBLIMP_VOICES, _librilight, _librispeech, _salmon, _sblimp, _Speaker, _spokenswag, _stinystories, _storycloze, _texts)
+    SBLIMP_VOICES, _librilight, _librispeech, _salmon, _sblimp, _swuggy, _Speaker, _spokenswag, _stinystories, _storycloze, _texts)
 from slamlib.standins.units import (  # noqa: F401
     FIT_SECONDS, HIFIGAN_CONFIG_NAME, HIFIGAN_NAME, HUBERT_LAYER, KMEANS_NAME, N_UNITS, _hifigan, _hubert, _kmeans)
 
@@ -59,6 +59,7 @@ class StandIns:
     ssc: Path  # SpokenStoryCloze sSC: N_STORY_correct.wav / N_STORY_incorrect.wav
     tsc: Path  # SpokenStoryCloze tSC
     sblimp: Path  # ZeroSpeech 2021 sLM21_dataset/syntactic/dev: gold.csv + wavs
+    swuggy: Path  # ZeroSpeech 2021 sLM21_dataset/lexical/dev: gold.csv + wavs
     salmon: Path  # SALMon: PART/sample_<index>_<0|1>.wav
     librilight: Path  # Libri-Light: SUBSET/SPEAKER/BOOK/FILE.flac + FILE.json (voice activity)
 
@@ -79,6 +80,7 @@ def build_standins(root, seed: int = 0) -> StandIns:
         speech_lm=root / "slam_scaled", speech_lm_plain=root / "slam_scaled_transformers", librispeech=root / "librispeech_asr", stinystories=root / "sTinyStories",
         spokenswag=root / "SpokenSwag", ssc=root / "spoken_storycloze" / "sSC",
         tsc=root / "spoken_storycloze" / "tSC", sblimp=root / "sLM21_dataset" / "syntactic" / "dev",
+        swuggy=root / "sLM21_dataset" / "lexical" / "dev",
         salmon=root / "salmon", librilight=root / "librilight",
     )
     speaker = _Speaker()
@@ -91,6 +93,7 @@ def build_standins(root, seed: int = 0) -> StandIns:
         _storycloze(s.ssc, s.tsc, speaker, rng)
         _sblimp(s.sblimp, speaker, rng)
         _salmon(s.salmon, speaker, rng)
+        _swuggy(s.swuggy, speaker, random.Random(seed + 2))  # its own stream: the others stay as they were
     finally:
         speaker.close()
     with _quiet_saving():
@@ -124,7 +127,8 @@ def slam_overrides(standins: StandIns, steps: int = 10) -> dict[str, str]:
     """`--set key=value` overrides that point the `slam` profile at the stand-ins and make its
     sizes small (context, batch, steps, rows)."""
     s = standins
-    benchmarks = [["sblimp", str(s.sblimp)], ["ssc", str(s.ssc)], ["tsc", str(s.tsc)], ["salmon", str(s.salmon)]]
+    benchmarks = [["sblimp", str(s.sblimp)], ["swuggy", str(s.swuggy)], ["ssc", str(s.ssc)], ["tsc", str(s.tsc)],
+                  ["salmon", str(s.salmon)]]
     return {
         # assets
         "tokenizer.features.model": str(s.hubert),

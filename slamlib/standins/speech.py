@@ -176,24 +176,58 @@ def _storycloze(ssc: Path, tsc: Path, speak: _Speaker, rng: random.Random) -> No
         _write_wav(tsc / f"{i}_{story}_incorrect.wav", speak(f"{body} {foreign}"))
 
 
+def _random_name(rng: random.Random, used: set) -> str:
+    name = "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(10))
+    assert name not in used
+    used.add(name)
+    return name
+
+
+# sBLIMP stand-in: (type, subtype, good, bad) templates; ids restart in every subtype, as the release's may
+_SBLIMP_SUBTYPES = (
+    ("subject_verb_agreement", "regular_plural_subject_verb_agreement_1", "The {n}s are sleeping.", "The {n}s is sleeping."),
+    ("subject_verb_agreement", "regular_plural_subject_verb_agreement_2", "The {n} is sleeping.", "The {n} are sleeping."),
+)
+
+
 def _sblimp(folder: Path, speak: _Speaker, rng: random.Random) -> None:
     """ZeroSpeech 2021 sBLIMP dev: wavs named by random ids (no suffix in gold.csv) and
-    gold.csv (filename, type, subtype, correct, id, voice, transcription)."""
+    gold.csv (filename, type, subtype, correct, id, voice, transcription). Ids are numbered within
+    each subtype, so the same id occurs in both subtypes: only (type, subtype, id, voice) is a pair."""
     import pandas as pd
 
     rows, used = [], set()
     for pair in range(N_SBLIMP_IDS):
+        kind, subtype, good, bad = _SBLIMP_SUBTYPES[pair % len(_SBLIMP_SUBTYPES)]
         noun = rng.choice(_NOUNS)
-        good, bad = f"The {noun}s are sleeping.", f"The {noun}s is sleeping."
         for v, voice in enumerate(SBLIMP_VOICES):
-            for correct, text in ((1, good), (0, bad)):
-                name = "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(10))
-                assert name not in used
-                used.add(name)
+            for correct, text in ((1, good.format(n=noun)), (0, bad.format(n=noun))):
+                name = _random_name(rng, used)
                 _write_wav(folder / f"{name}.wav", speak(text, voice=v))
-                rows.append({"filename": name, "type": "subject_verb_agreement",
-                             "subtype": "regular_plural_subject_verb_agreement_1", "correct": correct,
-                             "id": pair, "voice": voice, "transcription": text})
+                rows.append({"filename": name, "type": kind, "subtype": subtype, "correct": correct,
+                             "id": pair // len(_SBLIMP_SUBTYPES), "voice": voice, "transcription": text})
+    pd.DataFrame(rows).to_csv(folder / "gold.csv", index=False)
+
+
+# sWUGGY stand-in: words of the corpora's vocabulary and pronounceable non-words, with made-up LibriSpeech counts
+_SWUGGY_WORDS = (("boat", "boak", 412), ("kite", "kipe", 37), ("garden", "garlen", 150), ("basket", "bosket", 9),
+                 ("farmer", "fornier", 3), ("bridge", "brigde", 64), ("sailor", "sailom", 0), ("quiet", "quient", 18))
+
+
+def _swuggy(folder: Path, speak: _Speaker, rng: random.Random) -> None:
+    """ZeroSpeech 2021 sWUGGY (lexical) dev: wavs named by random ids and gold.csv (filename, id,
+    voice, frequency, word, phones, length, correct): one id per (word, non-word), read by each
+    voice; `frequency` the word's count in LibriSpeech (0: out of its vocabulary), `length` phones."""
+    import pandas as pd
+
+    rows, used = [], set()
+    for pair, (word, nonword, count) in enumerate(_SWUGGY_WORDS):
+        for v, voice in enumerate(SBLIMP_VOICES):
+            for correct, text in ((1, word), (0, nonword)):
+                name = _random_name(rng, used)
+                _write_wav(folder / f"{name}.wav", speak(text, voice=v))
+                rows.append({"filename": name, "id": pair, "voice": voice, "frequency": count, "word": text,
+                             "phones": " ".join(text), "length": len(word), "correct": correct})
     pd.DataFrame(rows).to_csv(folder / "gold.csv", index=False)
 
 
