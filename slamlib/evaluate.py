@@ -332,6 +332,9 @@ def _files_key(paths: Sequence[Path]) -> str:
     return hashlib.sha256(json.dumps(stats).encode()).hexdigest()
 
 
+REPAIRED = ("sblimp",)  # benchmarks whose pairs changed when they came to be read as their official scorers read them
+
+
 class _ScoreCache:
     """Results of one model on each data set, kept under RUN/scores/ by model and data fingerprint:
     notebook 06 re-reads what notebook 05 scored. A changed model or data set gets new keys."""
@@ -349,10 +352,10 @@ class _ScoreCache:
         path = self.path(name, data_key)
         if path is not None and path.exists():
             cached = json.loads(path.read_text())
-            # older entries lack the per-pair results, or were aggregated before sBLIMP paired by
-            # (type, subtype, id, voice) and breakdowns were counted: score again
-            if "correct" in cached and "breakdown_pairs" in cached:
-                return cached
+            # older entries lack the per-pair results: score again. Entries from before breakdowns
+            # were counted stand as they are, except sBLIMP's, paired then by (id, voice) alone
+            if "correct" in cached and ("breakdown_pairs" in cached or name not in REPAIRED):
+                return {"breakdown_pairs": {}, **cached}
         result = compute()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -307,6 +308,16 @@ def test_evaluate_model_keeps_scores_by_model_and_data(model, speech_tokenizer, 
     evaluate.evaluate_model(folder, by_sum, tmp_path / "run")  # another scoring setting: scored again
     evaluate.evaluate_model(folder, profile, tmp_path / "run")  # and the mean's scores are still there
     assert len(calls) == 4
+    # scores kept before breakdowns were counted are read as they are, except sBLIMP's, whose pairs changed
+    as_sblimp = dataclasses.replace(profile, eval=dataclasses.replace(profile.eval, benchmarks=(("sblimp", str(pair_folder)),)))
+    evaluate.evaluate_model(folder, as_sblimp, tmp_path / "run")
+    assert len(calls) == 5
+    for kept in (tmp_path / "run" / "scores").glob("*.json"):
+        kept.write_text(json.dumps({k: v for k, v in json.loads(kept.read_text()).items() if k != "breakdown_pairs"}))
+    old = evaluate.evaluate_model(folder, profile, tmp_path / "run")
+    assert len(calls) == 5 and old["benchmarks"]["tsc"]["breakdown_pairs"] == {}
+    evaluate.evaluate_model(folder, as_sblimp, tmp_path / "run")
+    assert len(calls) == 6
 
 
 def test_changes_pair_the_same_pairs_before_and_after():
