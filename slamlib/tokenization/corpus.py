@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import soundfile as sf
 
-from slamlib.audio import SAMPLE_RATE, AudioError, audio_duration, decode_audio, list_audio_files, load_audio
+from slamlib.audio import SAMPLE_RATE, AudioError, decode_audio, list_audio_files, load_audio
 from slamlib.checks import check
 from slamlib.locks import folder_lock, share_lock
 from slamlib.progress import progress as progress_bar
@@ -61,8 +61,9 @@ def folder_items(folder: str | os.PathLike, keep_columns: Sequence[str] = ()) ->
     for path in list_audio_files(folder):
         rel = path.relative_to(folder).as_posix()
         try:
-            seconds, rate = audio_duration(path), sf.info(str(path)).samplerate
-        except (AudioError, sf.LibsndfileError, RuntimeError):
+            info = sf.info(str(path))
+            seconds, rate = (info.frames / info.samplerate if info.samplerate else 0.0), info.samplerate
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
             seconds = rate = None  # decoding will fail and report it
         extra = meta.get(rel, {c: None for c in keep_columns})
         long = (lambda p=path: LongAudio.file(p)) if rate == SAMPLE_RATE else None  # others are resampled whole
