@@ -44,7 +44,8 @@ FIELDS = {
         "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "max_position_embeddings",
         "min_run", "rows", "shards", "n_stories", "n_read", "n_preference", "n_heldout_preference", "n_test_stories",
         "n_sblimp", "rate"), "count"),
-    **dict.fromkeys(("warmup_steps", "min_warmup_steps", "prefetch", "pad_samples", "layer", "seed", "pitch", "vocab_size"), "count0"),
+    **dict.fromkeys(("warmup_steps", "min_warmup_steps", "prefetch", "pad_samples", "layer", "seed", "pitch", "vocab_size",
+                     "n_swuggy"), "count0"),
     **dict.fromkeys((
         "lr", "temperature", "beta", "fit_seconds", "batch_seconds", "prompt_seconds", "epochs", "repetition_penalty",
         "max_grad_norm", "adam_eps", "rope_theta", "frame_rate", "win_ms", "floor", "rms_norm_eps", "seconds",

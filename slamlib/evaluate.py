@@ -195,15 +195,16 @@ def summarize_pairs(table: pd.DataFrame) -> tuple[float, int, dict, dict]:
     """(accuracy in percent, pairs counted, accuracy by category, pairs by category) from per-pair
     `correct` values, aggregated as each benchmark's official scorer does.
 
-    ZeroSpeech sBLIMP rows (`type`, `subtype`, `voice`, ids `TYPE/SUBTYPE/ID/VOICE`) are averaged
-    over voices per (type, subtype, id) first; the breakdown is by type. ZeroSpeech sWUGGY rows
-    (`frequency`, `length`, ids `ID/VOICE`) are averaged over voices per id; the breakdown is
+    ZeroSpeech sBLIMP rows (`type`, `subtype`, `voice`, `item` TYPE/SUBTYPE/ID, or ids
+    `TYPE/SUBTYPE/ID/VOICE`) are averaged over voices per item first; the breakdown is by type.
+    ZeroSpeech sWUGGY rows (`frequency`, `length`, `item` ID) are averaged over voices per id; the breakdown is
     in-vocabulary (frequency 1 or more) and OOV (0, or none given), the frequency bands and the
     lengths in phones. Otherwise every row is a pair, broken down by `category`, `part` (SALMon)
     or `mood` when present."""
     columns = set(table.columns)
     if {"type", "subtype", "voice"} <= columns or {"frequency", "length", "voice"} <= columns:
-        pair = table.id.str.rsplit("/", n=1).str[0]
+        # the item a row belongs to, whatever its voice (a voice's name may hold a "/")
+        pair = table["item"].astype(str) if "item" in columns else table.id.str.rsplit("/", n=1).str[0]
         keys = ["type", "subtype", "pair"] if "type" in columns else ["pair"]
         extra = [] if "type" in columns else ["frequency", "length"]
         by_pair = table.assign(pair=pair).groupby(keys, as_index=False, dropna=False).agg(

@@ -124,7 +124,8 @@ TINY = Profile(
     # -1.4 / -1.7 / -1.2 / +43.2 (tSC lost beyond its interval).
     dpo=PreferenceConfig(batch_size=8, grad_accum=1, lr=5e-5, epochs=1.0, sft_weight=0.2, max_length=512,
                          budget=None, precompute_ref=True, precision="fp32", log_every=5, eval_every=100),
-    eval=EvalConfig(benchmarks=(("sblimp", "benchmarks/sblimp"), ("ssc", "benchmarks/ssc"), ("tsc", "benchmarks/tsc")),
+    eval=EvalConfig(benchmarks=(("sblimp", "benchmarks/sblimp"), ("swuggy", "benchmarks/swuggy"), ("ssc", "benchmarks/ssc"),
+                                ("tsc", "benchmarks/tsc")),
                     preference_heldout="preference/heldout", n_generations=6, genppl=False),
     device="cpu",
 )

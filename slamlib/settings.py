@@ -144,6 +144,7 @@ class SynthConfig:
     n_heldout_preference: int = 1000  # pairs like those, never trained on
     n_test_stories: int = 1000  # tStoryCloze- and sStoryCloze-style pairs
     n_sblimp: int = 1000  # sBLIMP-style minimal pairs
+    n_swuggy: int = 150  # sWUGGY-style words against non-words (and the OOV words; 0 leaves the test out)
     action_prob: float = 0.5  # chance that a story has the optional action sentence
     home_prob: float = 0.3  # chance that the introduction says where the character lives
     feeling_prob: float = 0.7  # chance that the event sentence says how the character felt

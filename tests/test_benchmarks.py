@@ -108,7 +108,7 @@ def test_zerospeech_swuggy_pairs_by_id_and_voice_with_words_and_counts(tmp_path)
     pairs = {p.id: p for p in read_pairs(tmp_path)}
     assert sorted(pairs) == ["0/V1", "0/V2", "1/V1", "1/V2", "2/V1", "2/V2"]
     assert pairs["0/V2"].positive.stem == "w0V21" and pairs["0/V2"].negative.stem == "w0V20"
-    assert pairs["0/V1"].info == {"voice": "V1", "frequency": 12, "length": 4, "positive_text": "boat",
+    assert pairs["0/V1"].info == {"item": "0", "voice": "V1", "frequency": 12, "length": 4, "positive_text": "boat",
                                   "negative_text": "boak"}
     assert pairs["2/V1"].info["frequency"] is None  # the release may leave a count empty
 

@@ -97,6 +97,9 @@ def test_swuggy_is_averaged_over_voices_by_id_and_reported_by_band_and_length():
                           for w, scores in per_voice.items() for v, c in zip("AB", scores)])
     accuracy, n, breakdown, pairs = summarize_pairs(table)
     assert n == 5 and accuracy == pytest.approx(100 * (1 + 0.5 + 0 + 0.75 + 1) / 5)
+    # voices whose names hold a "/" (the tiny world's, "en-us@170wpm/p50"): the reader's `item` says the word
+    named = table.assign(item=table.id.str.split("/").str[0], id=table.id.str.replace("/", "/en@160wpm/p"))
+    assert summarize_pairs(named)[:3] == (accuracy, n, breakdown)
     assert breakdown == {"in-vocabulary": 41.67, "OOV": 100.0,  # (0.5 + 0 + 0.75) / 3, rounded to 2 places
                          "frequency oov": 100.0, "frequency 1-5": 50.0, "frequency 6-20": 0.0, "frequency >100": 75.0,
                          "length 4": 75.0, "length 5": 37.5, "length 6": 100.0}

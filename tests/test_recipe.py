@@ -33,7 +33,8 @@ def test_the_tiny_recipe_learns(tiny_run):
     print(json.dumps({k: metrics[k] for k in ("benchmarks", "benchmarks_before_dpo", "preference_heldout",
                                               "total_seconds")}, indent=1))
     assert metrics["profile"] == "tiny"
-    assert all(n >= 1000 for n in metrics["pairs"].values()) and metrics["preference_heldout"]["pairs"] >= 500
+    assert all(n >= 1000 for name, n in metrics["pairs"].items() if name != "swuggy")
+    assert metrics["pairs"]["swuggy"] >= 150 and metrics["preference_heldout"]["pairs"] >= 500
     after, before = metrics["benchmarks"], metrics["benchmarks_before_dpo"]
     preference = metrics["preference_heldout"]
     for name in ("sblimp", "ssc", "tsc"):

@@ -3,11 +3,13 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from slamlib.audio import load_audio
 from slamlib.data.benchmarks import read_pairs
+from slamlib.data.lexical import OOV_WORDS
 from slamlib.data.corpora import SCHEMAS, _describe, read_preference_units, units_tables
 from slamlib.data.synth import prepare_data, written_sentences
 from slamlib.profiles import get_profile
@@ -17,7 +19,8 @@ from slamlib.tokenization.speech_tokenizer import build_speech_tokenizer
 
 SMALL = {"data.synthetic.n_stories": 30, "data.synthetic.n_read": 20, "data.synthetic.n_preference": 20,
          "data.synthetic.n_heldout_preference": 20, "data.synthetic.n_test_stories": 20,
-         "data.synthetic.n_sblimp": 20, "data.synthetic.shard_size": 8, "tokenizer.n_units": 32}
+         "data.synthetic.n_sblimp": 20, "data.synthetic.n_swuggy": 20, "data.synthetic.shard_size": 8,
+         "tokenizer.n_units": 32}
 
 
 def small_profile(seed=0, **extra):
@@ -48,8 +51,14 @@ def digest(folder):
 
 def test_counts_and_units(run):
     counts = run.summary["synthetic"]["counts"]
+    lexical = counts.pop("swuggy")  # 20 words of the texts and the OOV words they never use
     assert counts == {"read_speech": 20, "spoken_stories": 30, "preference/train": 20, "preference/heldout": 20,
                       "tsc": 20, "ssc": 20, "sblimp": 20}
+    gold = pd.read_csv(run.root / "benchmarks" / "swuggy" / "gold.csv")
+    assert gold.id.nunique() == lexical >= 20 + 10 and len(gold) == 4 * lexical  # 2 voices x (word, non-word)
+    assert set(gold[(gold.frequency == 0) & (gold.correct == 1)].word) <= set(OOV_WORDS)  # count 0: never in the texts
+    pairs = read_pairs(run.root / "benchmarks" / "swuggy")
+    assert len(pairs) == 2 * lexical and all(p.info["positive_text"] != p.info["negative_text"] for p in pairs)
     assert run.summary["units"]["preference/train"]["tokenized"] == 60  # prompt, chosen, rejected
     tables = units_tables(run.root / "units")
     assert set(tables) == {"read_speech", "spoken_stories", "preference/train", "preference/heldout"}

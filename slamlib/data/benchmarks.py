@@ -188,10 +188,10 @@ def _read_gold(gold: Path) -> list[Pair]:
         where = f"{gold} row {correct.index[0] + 2} ({named})"
         good, bad = correct.iloc[0], wrong.iloc[0]
         if kind == "syntactic":
-            info = {"voice": good.voice, "type": good.type, "subtype": good.subtype,
+            info = {"item": "/".join(map(str, key[:-1])), "voice": good.voice, "type": good.type, "subtype": good.subtype,
                     "positive_text": good.get("transcription", ""), "negative_text": bad.get("transcription", "")}
         else:
-            info = {"voice": good.voice, "frequency": _frequency(good.frequency, where),
+            info = {"item": str(key[0]), "voice": good.voice, "frequency": _frequency(good.frequency, where),
                     "length": int(good.length) if good.length.strip() else None,
                     "positive_text": good.word, "negative_text": bad.word}
         pairs.append(Pair("/".join(map(str, key)), _existing(gold.parent, wav(good.filename), where),

@@ -183,8 +183,9 @@ def synthesize_corpora(cfg, seed: int, run: RunDir, progress: bool = True) -> di
         raise ValueError("the synthetic data needs read_voices, preference_voices and sblimp_voices")
     texts = make_texts(cfg, seed)
     # AUTO_BLEU names the definition the pairs were filtered with: pairs written under another are not reused
-    fingerprint = hashlib.sha256(json.dumps([dataclasses.asdict(cfg), seed, AUTO_BLEU],
-                                            default=str).encode()).hexdigest()[:16]
+    # the lexical test has a fingerprint of its own: its size changes nothing else
+    fingerprint = hashlib.sha256(json.dumps([{k: v for k, v in dataclasses.asdict(cfg).items() if k not in LEXICAL},
+                                             seed, AUTO_BLEU], default=str).encode()).hexdigest()[:16]
     settings = {**reuse.settings(cfg, "data.synthetic.", leave_out=("workers",)), "seed": seed,
                 "auto_bleu": AUTO_BLEU}  # what changed, when the fingerprint does
     tts = EspeakTTS(workers=cfg.workers)
@@ -233,10 +234,13 @@ def synthesize_corpora(cfg, seed: int, run: RunDir, progress: bool = True) -> di
             _features("preference"), desc=f"preference pairs ({name})", **common)
 
     benchmarks = write_benchmarks(texts, cfg, seed, run, tts, fingerprint, progress, settings=settings)
+    lexical = write_lexical(texts, cfg, seed, run, tts, fingerprint, settings=settings) if cfg.n_swuggy else []
+    if lexical:
+        benchmarks["swuggy"] = str(run.folder("benchmarks", "swuggy"))
     tts.close()
     counts = {"read_speech": len(texts.read_speech), "spoken_stories": len(texts.stories),
               "preference/train": len(texts.preference), "preference/heldout": len(texts.heldout_preference),
-              "tsc": len(texts.tsc), "ssc": len(texts.ssc), "sblimp": len(texts.sblimp)}
+              "tsc": len(texts.tsc), "ssc": len(texts.ssc), "sblimp": len(texts.sblimp), "swuggy": len(lexical)}
     return {"fingerprint": fingerprint, "shards_written": written, "benchmarks": benchmarks, "counts": counts}
 
 
@@ -280,6 +284,45 @@ def write_benchmarks(texts: Texts, cfg, seed: int, run: RunDir, tts: EspeakTTS, 
     for name in BENCHMARKS:
         write_pairs(folders[name], rows[name])
     return {name: str(folder) for name, folder in folders.items()}
+
+
+LEXICAL = ("n_swuggy",)  # SynthConfig fields that only the lexical test reads
+LEXICAL_VOICES = 2  # the first sBLIMP voices read every word and non-word, as sWUGGY's voices do
+
+
+def write_lexical(texts: Texts, cfg, seed: int, run: RunDir, tts: EspeakTTS, fingerprint: str,
+                  settings: dict | None = None) -> list[dict]:
+    """The sWUGGY-style set (`slamlib.data.lexical`) in ZeroSpeech's lexical layout, in
+    benchmarks/swuggy: wavs and gold.csv. Words come from the pretraining texts (read speech and
+    spoken stories), their counts there as `frequency`."""
+    import pandas as pd
+
+    from slamlib.data.lexical import lexical_items
+
+    items = lexical_items([*texts.read_speech, *(st.text for st in texts.stories)], cfg.n_swuggy, seed)
+    voices = cfg.sblimp_voices[:LEXICAL_VOICES]
+    folder = run.folder("benchmarks", "swuggy")
+    key = hashlib.sha256(json.dumps([fingerprint, cfg.n_swuggy], default=str).encode()).hexdigest()[:16]
+    manifest = folder / "corpus.json"
+    if manifest.exists() and json.loads(manifest.read_text()).get("fingerprint") != key:
+        for old in [*folder.glob("*.wav"), folder / "gold.csv"]:  # made for other words: never reused
+            old.unlink(missing_ok=True)
+    _check_manifest(folder, key, len(items), {**(settings or {}), "data.synthetic.n_swuggy": cfg.n_swuggy})
+    rows = [{"filename": f"w{item['id']:04d}-v{v}-{correct}", "id": item["id"], "voice": str(voice),
+             "frequency": item["frequency"], "word": text, "phones": " ".join(text), "length": len(item["word"]),
+             "correct": correct, "_voice": voice}
+            for item in items for v, voice in enumerate(voices)
+            for correct, text in ((1, item["word"]), (0, item["nonword"]))]
+    todo = [r for r in rows if not (folder / f"{r['filename']}.wav").exists()]
+    if todo:
+        audio = _synthesize(tts, [(r["word"], r["_voice"]) for r in todo])
+        for r in todo:
+            write_audio(folder / f"{r['filename']}.wav", audio[(r["word"], r["_voice"])][0])
+    table = pd.DataFrame(rows).drop(columns=["_voice"])
+    tmp = folder / ".gold.csv.tmp"
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, folder / "gold.csv")
+    return items
 
 
 def tokenize_synthetic(run: RunDir, tokenizer, progress: bool = True) -> dict:
@@ -366,7 +409,8 @@ def scaled(profile, factor: float):
     if cfg is None or factor == 1:
         return profile
     counts = {f: max(20, round(getattr(cfg, f) * factor)) for f in
-              ("n_stories", "n_read", "n_preference", "n_heldout_preference", "n_test_stories", "n_sblimp")}
+              ("n_stories", "n_read", "n_preference", "n_heldout_preference", "n_test_stories", "n_sblimp", "n_swuggy")
+              if getattr(cfg, f)}
     return dataclasses.replace(profile, data=dataclasses.replace(profile.data, synthetic=dataclasses.replace(cfg, **counts)))
 
 
