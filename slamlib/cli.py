@@ -65,11 +65,12 @@ def _is_audio_folder(path: Path) -> bool:
 
 def cmd_tokenize(args) -> dict:
     from slamlib.locks import folder_lock, share_lock
+    from slamlib.tokenization.corpus import share_name
 
     num_shards, shard_index = _sharding(args)
     if num_shards > 1:  # this process's share only: the other shares work beside it
         with share_lock(args.out, f"slamlib tokenize, share {shard_index} of 0..{num_shards - 1}",
-                        f"{shard_index}-of-{num_shards}"):
+                        share_name(num_shards, shard_index)):
             return _tokenize(args, num_shards, shard_index)
     with folder_lock(args.out, "slamlib tokenize"):  # before the speech tokenizer is fitted into it
         return _tokenize(args, 1, 0)

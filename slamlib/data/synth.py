@@ -115,9 +115,11 @@ def _pipelined(tts: EspeakTTS, batches: list, jobs_of: Callable[[list], list]):
             yield batch, audio
 
 
-def _check_manifest(folder: Path, fingerprint: str, rows: int, settings: dict) -> None:
+def _check_manifest(folder: Path, fingerprint: str, rows: int, settings: dict,
+                    products: tuple[str, ...] = ("pairs.csv", "wavs")) -> None:
     """A corpus folder made with other settings (or another seed) is emptied and made again,
-    saying which settings changed; one made with these is kept (its missing shards are filled in)."""
+    saying which settings changed; one made with these is kept (its missing shards are filled in).
+    `products`: what else it holds, named relative to it (globs allowed)."""
     manifest = folder / "corpus.json"
     if manifest.exists():
         old = json.loads(manifest.read_text())
@@ -126,7 +128,8 @@ def _check_manifest(folder: Path, fingerprint: str, rows: int, settings: dict) -
         changed = reuse.differences(old["settings"], settings) if "settings" in old else ["not recorded"]
         shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4 else "")
         print(f"{folder}: settings changed: {shown}; synthesizing it again", flush=True)
-        reuse.forget(folder, "corpus.json", "pairs.csv", "wavs")
+        reuse.forget(folder, "corpus.json", *(p.relative_to(folder).as_posix() for pattern in products
+                                              for p in folder.glob(pattern)))
         for shard in folder.glob("shard-*.parquet"):
             shard.unlink()
     folder.mkdir(parents=True, exist_ok=True)
@@ -303,11 +306,8 @@ def write_lexical(texts: Texts, cfg, seed: int, run: RunDir, tts: EspeakTTS, fin
     voices = cfg.sblimp_voices[:LEXICAL_VOICES]
     folder = run.folder("benchmarks", "swuggy")
     key = hashlib.sha256(json.dumps([fingerprint, cfg.n_swuggy], default=str).encode()).hexdigest()[:16]
-    manifest = folder / "corpus.json"
-    if manifest.exists() and json.loads(manifest.read_text()).get("fingerprint") != key:
-        for old in [*folder.glob("*.wav"), folder / "gold.csv"]:  # made for other words: never reused
-            old.unlink(missing_ok=True)
-    _check_manifest(folder, key, len(items), {**(settings or {}), "data.synthetic.n_swuggy": cfg.n_swuggy})
+    _check_manifest(folder, key, len(items), {**(settings or {}), "data.synthetic.n_swuggy": cfg.n_swuggy},
+                    products=("gold.csv", "*.wav"))  # ZeroSpeech's layout: the wavs beside gold.csv
     rows = [{"filename": f"w{item['id']:04d}-v{v}-{correct}", "id": item["id"], "voice": str(voice),
              "frequency": item["frequency"], "word": text, "phones": " ".join(text), "length": len(item["word"]),
              "correct": correct, "_voice": voice}

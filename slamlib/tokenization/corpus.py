@@ -351,14 +351,23 @@ def tokenize_corpus(
     check("num_shards", num_shards, "count", optional=False), check("target_seconds", target_seconds, "positive")
     if not (isinstance(shard_index, int) and 0 <= shard_index < num_shards):
         raise ValueError(f"shard_index={shard_index!r} must be a whole number from 0 to num_shards - 1 ({num_shards - 1})")
-    share = f"{shard_index}-of-{num_shards}" if num_shards > 1 else None
+    share = share_name(num_shards, shard_index)
     lock = share_lock(out_dir, "tokenizing", share) if share else folder_lock(out_dir, "tokenizing")
     with lock:
         return _tokenize_corpus(source, Path(out_dir), tokenizer, shard_size=shard_size, chunk_seconds=chunk_seconds,
                                 audio_column=audio_column, id_column=id_column, keep_columns=keep_columns,
                                 max_items=max_items, decode_threads=decode_threads, progress=progress,
-                                made_from=made_from, replace_stale=replace_stale, share=share,
-                                target_seconds=target_seconds)
+                                made_from=made_from, replace_stale=replace_stale, num_shards=num_shards,
+                                shard_index=shard_index, target_seconds=target_seconds)
+
+
+def share_name(num_shards: int, shard_index: int) -> str | None:
+    """How one share of a sharded job names its lock and files (None when there is one process).
+
+    >>> share_name(8, 2), share_name(1, 0)
+    ('2-of-8', None)
+    """
+    return f"{shard_index}-of-{num_shards}" if num_shards > 1 else None
 
 
 def share_of(items: Iterable[AudioItem], num_shards: int, shard_index: int) -> Iterable[AudioItem]:
@@ -379,13 +388,13 @@ def share_of(items: Iterable[AudioItem], num_shards: int, shard_index: int) -> I
 
 def _tokenize_corpus(source, out_dir: Path, tokenizer: SpeechTokenizer, *, shard_size, chunk_seconds, audio_column,
                      id_column, keep_columns, max_items, decode_threads, progress, made_from, replace_stale,
-                     share, target_seconds) -> dict:
+                     num_shards, shard_index, target_seconds) -> dict:
     _check_info(out_dir, tokenizer, made_from, replace_stale)
     items, total_seconds, name, notes = _source_items(source, audio_column=audio_column, id_column=id_column,
                                                       keep_columns=keep_columns, target_seconds=target_seconds)
+    share = share_name(num_shards, shard_index)
     if share:
-        index, count = (int(x) for x in share.split("-of-"))
-        items = share_of(items, count, index)
+        items = share_of(items, num_shards, shard_index)
         if isinstance(items, list):
             total_seconds = sum(i.seconds or 0.0 for i in items)
     already = done_ids(out_dir)
